@@ -1,0 +1,90 @@
+"""photoshare: sign in with Azure AD B2C, upload images to Blob Storage, metadata in PostgreSQL,
+each user's email through Microsoft Graph.
+
+Run with `gunicorn 'app:create_app()'`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import errors
+from app.auth import B2CClient, current_user
+from app.db import Database
+from app.graph import GraphClient
+from app.settings import Settings
+from app.storage import BlobStore, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from validated settings (the environment when none are given)."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.development,
+        SESSION_COOKIE_NAME="__Host-session" if not settings.development else "session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PREFERRED_URL_SCHEME="http" if settings.development else "https",
+        WTF_CSRF_TIME_LIMIT=None,  # bound to the session, which expires on its own
+        WTF_CSRF_SSL_STRICT=not settings.development,
+        JSON_SORT_KEYS=False,
+    )
+    if not settings.development:
+        # App Service terminates TLS in front of the app and says so in X-Forwarded-Proto.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    app.extensions["settings"] = settings
+
+    db = Database(url=settings.database_url)
+    db.init_app(app)
+    db.migrate()
+    db.open()
+
+    blobs = BlobStore.from_settings(settings)
+    blobs.init_app(app)
+    try:
+        blobs.ensure_container()
+    except StorageUnavailable as exc:
+        log.warning("blob container not checked at start: %s", type(exc).__name__)
+
+    app.extensions["graph"] = GraphClient.from_settings(settings)
+    B2CClient.from_settings(settings).init_app(app)
+    csrf.init_app(app)
+    errors.init_app(app)
+
+    from app import views
+
+    app.register_blueprint(views.bp)
+
+    @app.context_processor
+    def inject_user() -> dict[str, object]:
+        return {"current_user": current_user()}
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; "
+            f"img-src 'self' data: {blobs.origin}; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'"
+        )
+        if not settings.development:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        return response
+
+    return app

@@ -30,25 +30,44 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("AZURE_AD_B2C_TENANT_NAME", "B2C tenant short name (contoso of contoso.onmicrosoft.com)",
-            requirement="required"),
-    Setting("AZURE_AD_B2C_TENANT_ID", "GUID of the B2C directory (used for the Graph app-only token)",
-            requirement="required"),
-    Setting("AZURE_AD_B2C_CLIENT_ID", "app registration's client id, in the B2C tenant",
-            requirement="required"),
-    Setting("AZURE_AD_B2C_CLIENT_SECRET", "the app registration's client secret",
-            requirement="required", secret=True),
+    Setting(
+        "AZURE_AD_B2C_TENANT_NAME",
+        "B2C tenant short name (contoso of contoso.onmicrosoft.com)",
+        requirement="required",
+    ),
+    Setting(
+        "AZURE_AD_B2C_TENANT_ID",
+        "GUID of the B2C directory (used for the Graph app-only token)",
+        requirement="required",
+    ),
+    Setting(
+        "AZURE_AD_B2C_CLIENT_ID", "app registration's client id, in the B2C tenant", requirement="required"
+    ),
+    Setting(
+        "AZURE_AD_B2C_CLIENT_SECRET",
+        "the app registration's client secret",
+        requirement="required",
+        secret=True,
+    ),
     Setting("AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY", "user flow for sign-up/sign-in", "B2C_1_signupsignin"),
     Setting("AZURE_AD_B2C_PASSWORD_RESET_POLICY", "user flow for password reset", "B2C_1_passwordreset"),
     Setting("AZURE_AD_B2C_PROFILE_EDIT_POLICY", "user flow for profile edit", "B2C_1_profileedit"),
-    Setting("AZURE_AD_B2C_AUTHORITY_HOST", "host serving the user flows (custom domains)",
-            "<tenant>.b2clogin.com"),
-    Setting("AZURE_AUTHORITY_HOST", "Entra host for the app-only token (sovereign clouds)",
-            "login.microsoftonline.com"),
+    Setting(
+        "AZURE_AD_B2C_AUTHORITY_HOST", "host serving the user flows (custom domains)", "<tenant>.b2clogin.com"
+    ),
+    Setting(
+        "AZURE_AUTHORITY_HOST",
+        "Entra host for the app-only token (sovereign clouds)",
+        "login.microsoftonline.com",
+    ),
     Setting("GRAPH_ENDPOINT", "Microsoft Graph base URL (sovereign clouds)", "https://graph.microsoft.com"),
     Setting("AZURE_STORAGE_ACCOUNT_URL", "blob endpoint; auth by managed identity", requirement="storage"),
-    Setting("AZURE_STORAGE_CONNECTION_STRING", "connection string (Azurite, dev)",
-            requirement="storage", secret=True),
+    Setting(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "connection string (Azurite, dev)",
+        requirement="storage",
+        secret=True,
+    ),
     Setting("AZURE_STORAGE_CONTAINER", "container for images", "images"),
     Setting("DATABASE_URL", "postgresql://… (sslmode=require in Azure)", requirement="required", secret=True),
     Setting("SECRET_KEY", "signs the session cookie", requirement="outside_development", secret=True),
@@ -162,7 +181,9 @@ class Settings:
                 raw = f"https://{raw}"
             parts = urlsplit(raw)
             if not parts.netloc or (host_only and parts.path not in ("", "/")):
-                problems.append(f"{name} must be a host name such as login.microsoftonline.com, got {value!r}")
+                problems.append(
+                    f"{name} must be a host name such as login.microsoftonline.com, got {value!r}"
+                )
                 return ""
             if parts.scheme != "https" and not development:
                 problems.append(f"{name} must use https outside development, got {value!r}")
@@ -225,8 +246,11 @@ class Settings:
             development=development,
             appinsights_connection_string=get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         )
-        for name in ("AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY", "AZURE_AD_B2C_PASSWORD_RESET_POLICY",
-                     "AZURE_AD_B2C_PROFILE_EDIT_POLICY"):
+        for name in (
+            "AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY",
+            "AZURE_AD_B2C_PASSWORD_RESET_POLICY",
+            "AZURE_AD_B2C_PROFILE_EDIT_POLICY",
+        ):
             policy = get(name) or ""
             if not re.match(r"^[A-Za-z0-9_-]+$", policy):
                 problems.append(f"{name} must be a user-flow name such as B2C_1_signupsignin, got {policy!r}")

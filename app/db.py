@@ -1,0 +1,198 @@
+"""PostgreSQL: a connection pool, the schema migrations and the app's queries.
+
+psycopg 3 with psycopg_pool: connections are checked before use, so the app serves again by
+itself after PostgreSQL restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+from flask import Flask, current_app
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+log = logging.getLogger(__name__)
+
+# Any fixed 64-bit key: every instance that starts at once queues on it.
+_MIGRATION_LOCK_KEY = 0x70686F746F  # "photo"
+
+DatabaseUnavailable = (psycopg.OperationalError, PoolTimeout)
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: uuid.UUID
+    owner_oid: str
+    owner_email: str | None
+    blob_name: str
+    thumb_blob_name: str | None
+    filename: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    created_at: datetime
+
+
+class Database:
+    """The app's PostgreSQL access; bound to Flask with `init_app`."""
+
+    def __init__(self, *, url: str, max_connections: int = 10, connect_timeout: int = 5) -> None:
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            timeout=connect_timeout,
+            check=ConnectionPool.check_connection,
+            kwargs={"connect_timeout": connect_timeout, "row_factory": dict_row},
+            open=False,
+            name="photoshare",
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["db"] = self
+
+    def open(self) -> None:
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    # --- schema -------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations once, however many instances start at the same moment.
+
+        A session-level advisory lock serialises the instances; PostgreSQL drops it if the
+        holder dies, so a crashed start never leaves a stale lock behind (unlike lock-row
+        schemes such as yoyo's). Each migration runs in its own transaction.
+        """
+        applied: list[str] = []
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                for version, sql in _migration_files():
+                    if version in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql)  # trusted files shipped with the app
+                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    log.info("applied migration %s", version)
+                    applied.append(version)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+        return applied
+
+    def ping(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    # --- photos -------------------------------------------------------------------------
+
+    def insert_photo(self, photo: Photo) -> Photo:
+        with self.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO photos (id, owner_oid, owner_email, blob_name, thumb_blob_name, filename,"
+                " content_type, size, width, height)"
+                " VALUES (%(id)s, %(owner_oid)s, %(owner_email)s, %(blob_name)s, %(thumb_blob_name)s,"
+                " %(filename)s, %(content_type)s, %(size)s, %(width)s, %(height)s)"
+                " RETURNING created_at",
+                photo.__dict__,
+            ).fetchone()
+        assert row is not None
+        return Photo(**{**photo.__dict__, "created_at": row["created_at"]})
+
+    def list_photos(
+        self, owner_oid: str, *, limit: int, before: tuple[datetime, uuid.UUID] | None = None
+    ) -> list[Photo]:
+        """One indexed keyset query: newest first, strictly after the cursor when one is given."""
+        with self.connection() as conn:
+            if before is None:
+                rows = conn.execute(
+                    "SELECT * FROM photos WHERE owner_oid = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+                    (owner_oid, limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM photos WHERE owner_oid = %s AND (created_at, id) < (%s, %s)"
+                    " ORDER BY created_at DESC, id DESC LIMIT %s",
+                    (owner_oid, before[0], before[1], limit),
+                ).fetchall()
+        return [Photo(**row) for row in rows]
+
+    def get_photo(self, owner_oid: str, photo_id: uuid.UUID) -> Photo | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM photos WHERE id = %s AND owner_oid = %s", (photo_id, owner_oid)
+            ).fetchone()
+        return Photo(**row) if row else None
+
+    def delete_photo(self, owner_oid: str, photo_id: uuid.UUID) -> Photo | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                "DELETE FROM photos WHERE id = %s AND owner_oid = %s RETURNING *", (photo_id, owner_oid)
+            ).fetchone()
+        return Photo(**row) if row else None
+
+    def referenced_blob_names(self, names: list[str]) -> set[str]:
+        """Which of these blob names a photo row still points at (originals or thumbnails)."""
+        if not names:
+            return set()
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT blob_name AS name FROM photos WHERE blob_name = ANY(%s)"
+                " UNION SELECT thumb_blob_name FROM photos WHERE thumb_blob_name = ANY(%s)",
+                (names, names),
+            ).fetchall()
+        return {row["name"] for row in rows}
+
+    # --- email cache --------------------------------------------------------------------
+
+    def cached_email(self, oid: str, *, max_age_seconds: int) -> tuple[str | None, str] | None:
+        """The stored (email, source) for a user if it is younger than the TTL."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT email, source FROM user_emails WHERE oid = %s"
+                " AND resolved_at > now() - make_interval(secs => %s)",
+                (oid, max_age_seconds),
+            ).fetchone()
+        return (row["email"], row["source"]) if row else None
+
+    def store_email(self, oid: str, email: str | None, source: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO user_emails (oid, email, source, resolved_at) VALUES (%s, %s, %s, now())"
+                " ON CONFLICT (oid) DO UPDATE SET email = EXCLUDED.email, source = EXCLUDED.source,"
+                " resolved_at = EXCLUDED.resolved_at",
+                (oid, email, source),
+            )
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("app") / "migrations"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+def get_db() -> Database:
+    return current_app.extensions["db"]

@@ -1,0 +1,107 @@
+"""Every error as `{"error": code, "message": text}` on API routes, a page elsewhere.
+
+Never a stack trace; a dependency that is down is a 503 naming it, not a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.db import DatabaseUnavailable
+from app.graph import GraphError
+from app.images import InvalidImage
+from app.storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+API_PREFIXES = ("/api/", "/photos", "/get-user-email/", "/readyz", "/healthz")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith(API_PREFIXES) and not (
+        request.path == "/photos" and request.method == "POST" and _prefers_html()
+    ):
+        return True
+    return not _prefers_html()
+
+
+def _prefers_html() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Any:
+    if wants_json():
+        response = jsonify({"error": code, "message": message, **extra})
+        response.status_code = status
+        return response
+    return render_template("error.html", title=code.replace("_", " ").capitalize(), message=message), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if status == 401 and request.method == "GET" and not wants_json():
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if status == 401:
+            return error_response(401, "unauthenticated", "Sign in first.")
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+            return error_response(413, "too_large", f"The upload is larger than {limit} MB.")
+        message = exc.description or "Request refused."
+        return error_response(status, _CODES.get(status, "http_error"), message)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Any:
+        return error_response(
+            400,
+            "csrf_failed",
+            "The request is missing a valid CSRF token (form field csrf_token or header X-CSRFToken).",
+        )
+
+    @app.errorhandler(InvalidImage)
+    def invalid_image(exc: InvalidImage) -> Any:
+        return error_response(415 if exc.code == "unsupported_type" else 400, exc.code, exc.message)
+
+    @app.errorhandler(GraphError)
+    def graph_error(exc: GraphError) -> Any:
+        log.warning("graph: %s", exc.code)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.retry_after and not isinstance(response, tuple):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    def database_down(exc: Exception) -> Any:
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+
+    for exc_class in DatabaseUnavailable:
+        app.register_error_handler(exc_class, database_down)
+
+    @app.errorhandler(StorageUnavailable)
+    def storage_down(exc: Exception) -> Any:
+        log.error("blob storage unavailable: %s", type(exc).__name__)
+        return error_response(503, "storage_unavailable", "Image storage is unavailable; try again shortly.")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")

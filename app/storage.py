@@ -1,0 +1,157 @@
+"""Azure Blob Storage: uploads, deletes and short-lived read-only links.
+
+In Azure the app authenticates with its managed identity (DefaultAzureCredential) and signs
+links with a user-delegation key, cached until it nears expiry. With Azurite (development,
+tests) it uses the connection string's account key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    ExponentialRetry,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+from flask import Flask, current_app
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+StorageUnavailable = AzureError
+
+# Blocks of 4 MiB, two in flight: the upload streams from the spooled request file and
+# a worker's memory stays flat whatever the file size.
+_BLOCK_SIZE = 4 * 1024 * 1024
+_UPLOAD_CONCURRENCY = 2
+
+
+class BlobStore:
+    """The images container; bound to Flask with `init_app`."""
+
+    def __init__(
+        self,
+        *,
+        container: str,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        credential: Any = None,
+        link_ttl: int = 900,
+    ) -> None:
+        options: dict[str, Any] = {
+            # Fail fast when the service is down instead of the SDK's minute of back-off.
+            "retry_policy": ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1
+            ),
+            "connection_timeout": 5,
+            "read_timeout": 60,
+            "max_block_size": _BLOCK_SIZE,
+            "max_single_put_size": _BLOCK_SIZE,
+        }
+        if connection_string:
+            self.client = BlobServiceClient.from_connection_string(connection_string, **options)
+        elif account_url:
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            self.client = BlobServiceClient(account_url, credential=credential, **options)
+        else:
+            raise ValueError("a connection string or an account URL is required")
+        self.container = self.client.get_container_client(container)
+        self.link_ttl = timedelta(seconds=link_ttl)
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_key_expiry = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobStore:
+        return cls(
+            container=settings.storage_container,
+            connection_string=settings.storage_connection_string,
+            account_url=settings.storage_account_url,
+            link_ttl=settings.link_ttl,
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["blobs"] = self
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the blob endpoint, for the page's Content-Security-Policy."""
+        parts = urlsplit(self.client.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def ensure_container(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.container.create_container()
+
+    def ping(self) -> None:
+        self.container.get_container_properties()
+
+    def upload(self, name: str, data: IO[bytes] | bytes, *, length: int, content_type: str) -> None:
+        """Write a new blob; never overwrites (names are server-chosen UUIDs)."""
+        self.container.upload_blob(
+            name,
+            data,
+            length=length,
+            overwrite=False,
+            max_concurrency=_UPLOAD_CONCURRENCY,
+            content_settings=ContentSettings(
+                content_type=content_type, cache_control="private, max-age=86400, immutable"
+            ),
+        )
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(name, delete_snapshots="include")
+
+    def list_names(self, *, older_than: datetime) -> Iterator[str]:
+        for blob in self.container.list_blobs():
+            if blob.last_modified and blob.last_modified < older_than:
+                yield blob.name
+
+    def read_url(self, name: str) -> str:
+        """A read-only link to one blob, valid for `link_ttl`."""
+        now = datetime.now(UTC)
+        expiry = now + self.link_ttl
+        common: dict[str, Any] = {
+            "account_name": self.client.account_name,
+            "container_name": self.container.container_name,
+            "blob_name": name,
+            "permission": BlobSasPermissions(read=True),
+            "expiry": expiry,
+            "start": now - timedelta(minutes=5),  # clock skew between us and Storage
+        }
+        account_key = getattr(self.client.credential, "account_key", None)
+        if account_key:
+            sas = generate_blob_sas(account_key=account_key, **common)
+        else:
+            sas = generate_blob_sas(user_delegation_key=self._user_delegation_key(expiry), **common)
+        return f"{self.container.get_blob_client(name).url}?{sas}"
+
+    def _user_delegation_key(self, needed_until: datetime) -> UserDelegationKey:
+        """One key serves every link for hours; fetch a new one only when it nears expiry."""
+        with self._lock:
+            if self._delegation_key is None or self._delegation_key_expiry < needed_until:
+                start = datetime.now(UTC) - timedelta(minutes=5)
+                expiry = start + timedelta(hours=6)
+                self._delegation_key = self.client.get_user_delegation_key(start, expiry)
+                self._delegation_key_expiry = expiry
+            return self._delegation_key
+
+
+def get_blobs() -> BlobStore:
+    return current_app.extensions["blobs"]

@@ -1,0 +1,288 @@
+"""Pages and the JSON API (see the HTTP contract in the README)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from app.auth import current_user, login_required
+from app.db import DatabaseUnavailable, Photo, get_db
+from app.emails import resolve_email
+from app.errors import error_response
+from app.graph import GraphError
+from app.images import CheckedImage, check_image, clean_filename
+from app.storage import StorageUnavailable, get_blobs
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("views", __name__)
+
+DEFAULT_PAGE = 24
+MAX_PAGE = 100
+
+
+def _settings() -> Any:
+    return current_app.extensions["settings"]
+
+
+def photo_json(photo: Photo) -> dict[str, Any]:
+    blobs = get_blobs()
+    return {
+        "id": str(photo.id),
+        "filename": photo.filename,
+        "content_type": photo.content_type,
+        "size": photo.size,
+        "width": photo.width,
+        "height": photo.height,
+        "created_at": photo.created_at.isoformat(),
+        "url": blobs.read_url(photo.blob_name),
+        "thumbnail_url": blobs.read_url(photo.thumb_blob_name or photo.blob_name),
+    }
+
+
+def encode_cursor(photo: Photo) -> str:
+    raw = f"{photo.created_at.isoformat()}|{photo.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, photo_id = raw.split("|")
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return when, uuid.UUID(photo_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        abort(400, description="The cursor is not one this API returned.")
+
+
+def _photo_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        abort(404, description="No such photo.")
+
+
+def _page_limit() -> int:
+    raw = request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        abort(400, description=f"limit must be a whole number from 1 to {MAX_PAGE}.")
+    return int(raw)
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> Any:
+    user = current_user()
+    if user is None:
+        return render_template("landing.html")
+    photos = get_db().list_photos(user["oid"], limit=DEFAULT_PAGE)
+    return render_template("index.html", user=user, photos=[photo_json(p) for p in photos])
+
+
+# --- photos -------------------------------------------------------------------------------
+
+
+@bp.post("/photos")
+@login_required
+def upload() -> Any:
+    user = current_user()
+    assert user is not None
+    files = [f for f in request.files.getlist("file") if f.filename or _has_content(f.stream)]
+    if not files:
+        abort(400, description="Attach one or more images in the form field 'file'.")
+    limit = _settings().max_files_per_upload
+    if len(files) > limit:
+        abort(400, description=f"At most {limit} files per upload.")
+    # Validate every file before storing any: a bad file stores nothing.
+    checked: list[tuple[str, CheckedImage]] = []
+    for upload in files:
+        image = check_image(upload.stream, max_pixels=_settings().max_image_pixels)
+        checked.append((clean_filename(upload.filename, image.extension), image))
+    owner_email = _known_email(user)
+    created: list[Photo] = []
+    try:
+        for filename, image in checked:
+            created.append(_store(user["oid"], owner_email, filename, image))
+    except BaseException:
+        for photo in created:  # nothing is acknowledged unless all of it is in both stores
+            _remove(photo)
+        raise
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json":
+        return jsonify({"photos": [photo_json(p) for p in created]}), 201
+    return redirect("/", code=303)
+
+
+def _has_content(stream: Any) -> bool:
+    """A form posted with no file chosen sends an empty part with an empty filename."""
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    return bool(size)
+
+
+def _known_email(user: dict[str, Any]) -> str | None:
+    """Best-known email for the photo row; a Graph outage never blocks an upload."""
+    try:
+        return resolve_email(user).email
+    except GraphError as exc:
+        log.warning("upload without owner email: %s", exc.code)
+        return None
+
+
+def _store(oid: str, owner_email: str | None, filename: str, image: CheckedImage) -> Photo:
+    """Blob(s) first, then the row; if the row fails, the blobs go."""
+    photo_id = uuid.uuid4()
+    blob_name = f"{oid}/{photo_id}.{image.extension}"
+    thumb_name = f"{oid}/{photo_id}.thumb.jpg"
+    blobs = get_blobs()
+    blobs.upload(blob_name, image.data, length=image.size, content_type=image.content_type)
+    try:
+        blobs.upload(thumb_name, image.thumbnail, length=len(image.thumbnail), content_type="image/jpeg")
+        return get_db().insert_photo(
+            Photo(
+                id=photo_id,
+                owner_oid=oid,
+                owner_email=owner_email,
+                blob_name=blob_name,
+                thumb_blob_name=thumb_name,
+                filename=filename,
+                content_type=image.content_type,
+                size=image.size,
+                width=image.width,
+                height=image.height,
+                created_at=datetime.min,
+            )
+        )
+    except BaseException:
+        for name in (blob_name, thumb_name):
+            try:
+                blobs.delete(name)
+            except StorageUnavailable:
+                log.warning("orphan blob left for reconcile: %s", name)
+        raise
+
+
+def _remove(photo: Photo) -> None:
+    try:
+        get_db().delete_photo(photo.owner_oid, photo.id)
+        for name in (photo.blob_name, photo.thumb_blob_name):
+            if name:
+                get_blobs().delete(name)
+    except (StorageUnavailable, *DatabaseUnavailable):
+        log.warning("could not roll back photo %s; reconcile removes its blobs", photo.id)
+
+
+@bp.get("/api/photos")
+@login_required
+def list_photos() -> Any:
+    user = current_user()
+    assert user is not None
+    limit = _page_limit()
+    cursor = request.args.get("cursor")
+    before = decode_cursor(cursor) if cursor else None
+    photos = get_db().list_photos(user["oid"], limit=limit + 1, before=before)
+    page = photos[:limit]
+    return jsonify(
+        {
+            "photos": [photo_json(p) for p in page],
+            "next_cursor": encode_cursor(page[-1]) if len(photos) > limit else None,
+        }
+    )
+
+
+@bp.get("/photos/<photo_id>")
+@login_required
+def show_photo(photo_id: str) -> Response:
+    user = current_user()
+    assert user is not None
+    photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
+    if photo is None:
+        abort(404, description="No such photo.")
+    return redirect(get_blobs().read_url(photo.blob_name), code=302)
+
+
+@bp.delete("/photos/<photo_id>")
+@login_required
+def delete_photo(photo_id: str) -> Any:
+    user = current_user()
+    assert user is not None
+    # Row first: a failure after it leaves only an orphan blob, which reconcile removes.
+    photo = get_db().delete_photo(user["oid"], _photo_id(photo_id))
+    if photo is None:
+        abort(404, description="No such photo.")
+    for name in (photo.blob_name, photo.thumb_blob_name):
+        if name:
+            try:
+                get_blobs().delete(name)
+            except StorageUnavailable:
+                log.warning("orphan blob left for reconcile: %s", name)
+    return "", 204
+
+
+# --- the user -----------------------------------------------------------------------------
+
+
+@bp.get("/api/me")
+@login_required
+def me() -> Any:
+    user = current_user()
+    assert user is not None
+    return jsonify({"id": user["oid"], "name": user.get("name"), "email": _known_email(user)})
+
+
+@bp.get("/api/me/email")
+@login_required
+def my_email() -> Any:
+    user = current_user()
+    assert user is not None
+    resolved = resolve_email(user)
+    return jsonify({"email": resolved.email, "source": resolved.source})
+
+
+@bp.get("/get-user-email/<user_id>")
+@login_required
+def get_user_email(user_id: str) -> Any:
+    """The source article's route, kept: only for the caller's own object id."""
+    user = current_user()
+    assert user is not None
+    if user_id.lower() != str(user["oid"]).lower():
+        abort(403, description="You can only look up your own email.")
+    return jsonify({"email": resolve_email(user).email})
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    checks: dict[str, str] = {}
+    try:
+        get_db().ping()
+        checks["database"] = "ok"
+    except DatabaseUnavailable:
+        checks["database"] = "down"
+    try:
+        get_blobs().ping()
+        checks["storage"] = "ok"
+    except StorageUnavailable:
+        checks["storage"] = "down"
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        return error_response(503, "not_ready", f"Unavailable: {', '.join(down)}.", checks=checks)
+    return jsonify({"status": "ready", "checks": checks})

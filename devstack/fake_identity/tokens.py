@@ -1,0 +1,154 @@
+"""Signing key, JWKS and the JWTs the fake issues (B2C ID tokens, Entra app-only tokens).
+
+One RSA key is generated per server start and signs everything, like a tenant's current key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_AUDIENCES = (GRAPH_RESOURCE, GRAPH_RESOURCE + "/", GRAPH_APP_ID)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_uint(value: int) -> str:
+    return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+class SigningKey:
+    """An RS256 key with a stable kid (RFC 7638 thumbprint) published in the JWKS."""
+
+    def __init__(self) -> None:
+        self._private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = self._private.public_key().public_numbers()
+        self._jwk = {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}
+        canonical = json.dumps(self._jwk, separators=(",", ":"), sort_keys=True).encode()
+        self.kid = _b64url(hashlib.sha256(canonical).digest())
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._private.public_key()
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{"kid": self.kid, "use": "sig", "kty": "RSA", **self._jwk}]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": self.kid})
+
+    def sign_with_wrong_key(self, claims: dict[str, Any]) -> str:
+        """Same kid, different key: what a forged or corrupted token looks like to a verifier."""
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return jwt.encode(claims, other, algorithm="RS256", headers={"kid": self.kid})
+
+    def verify(self, token: str, *, audience: Any, options: dict[str, Any]) -> dict[str, Any]:
+        header = jwt.get_unverified_header(token)
+        if header.get("kid") != self.kid:
+            raise jwt.InvalidSignatureError("unknown signing key")
+        return jwt.decode(
+            token, self.public_key, algorithms=["RS256"], audience=audience, options=options
+        )
+
+
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """An `alg: none` token: the classic attack a verifier must reject."""
+    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    return f"{header}.{payload}."
+
+
+def b2c_id_token_claims(
+    *,
+    issuer: str,
+    client_id: str,
+    user_oid: str,
+    name: str,
+    policy: str,
+    lifetime: int,
+    auth_time: int,
+    nonce: str | None,
+    emails: list[str] | None,
+    idp: str | None,
+) -> dict[str, Any]:
+    """Claims in the shape B2C user flows emit (token version 1.0, `tfp` claim)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "ver": "1.0",
+        "iss": issuer,
+        "sub": user_oid,
+        "aud": client_id,
+        "exp": now + lifetime,
+        "nonce": nonce,
+        "iat": now,
+        "auth_time": auth_time,
+        "oid": user_oid,
+        "name": name,
+        "idp": idp,
+        "emails": emails,
+        "tfp": policy,
+        "nbf": now,
+    }
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def apply_defect(claims: dict[str, Any], defect: str) -> dict[str, Any]:
+    """Change the claims so the token is defective in exactly the named way."""
+    claims = dict(claims)
+    if defect == "wrong_aud":
+        claims["aud"] = str(uuid.uuid4())
+    elif defect == "wrong_iss":
+        claims["iss"] = claims["iss"].replace(claims["iss"].split("/")[3], str(uuid.uuid4()))
+    elif defect == "expired":
+        lifetime = claims["exp"] - claims["iat"]
+        claims["iat"] = claims["nbf"] = claims["auth_time"] = claims["iat"] - lifetime - 600
+        claims["exp"] = claims["iat"] + lifetime
+    elif defect == "wrong_nonce":
+        claims["nonce"] = secrets.token_urlsafe(16)
+    return claims
+
+
+def app_only_access_token_claims(
+    *,
+    tenant_id: str,
+    client_id: str,
+    resource: str,
+    roles: list[str],
+    lifetime: int,
+) -> dict[str, Any]:
+    """An app-only (client credentials) v1.0 access token, as Entra issues them for Graph."""
+    now = int(time.time())
+    service_principal = str(uuid.uuid5(uuid.UUID(tenant_id), client_id))
+    claims: dict[str, Any] = {
+        "aud": resource,
+        "iss": f"https://sts.windows.net/{tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "app_displayname": "photoshare",
+        "appid": client_id,
+        "appidacr": "1",
+        "azp": client_id,
+        "idp": f"https://sts.windows.net/{tenant_id}/",
+        "idtyp": "app",
+        "oid": service_principal,
+        "sub": service_principal,
+        "tid": tenant_id,
+        "uti": _b64url(secrets.token_bytes(16)),
+        "ver": "1.0",
+    }
+    if roles:  # Entra omits the claim entirely when no application permission is granted
+        claims["roles"] = list(roles)
+    return claims

@@ -1,0 +1,287 @@
+"""A throw-away PostgreSQL from the machine's server binaries, on a loopback port.
+
+The server runs as our own child (not daemonized by pg_ctl) so it shares the process handling of
+every other local service and cannot outlive its owner.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+from psycopg import sql
+
+from devstack.process import LOOPBACK, ManagedProcess, ServiceError, free_port, run_as
+
+USER = "photoshare"
+DATABASE = "photoshare"
+START_TIMEOUT = 30.0
+_PORT_ATTEMPTS = 3
+_SERVER_BINARIES = ("initdb", "postgres")
+
+
+def find_bin_dir(explicit: Path | None = None) -> Path:
+    """Where initdb/postgres live: argument, $PG_BIN, `pg_config --bindir`, the newest
+    /usr/lib/postgresql/*/bin (Debian keeps them off PATH), then PATH."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(Path(explicit))
+    elif os.environ.get("PG_BIN"):
+        candidates.append(Path(os.environ["PG_BIN"]))
+    else:
+        pg_config = shutil.which("pg_config")
+        if pg_config:
+            try:
+                out = subprocess.run(
+                    [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10
+                ).stdout.strip()
+                candidates.append(Path(out))
+            except (OSError, subprocess.SubprocessError):
+                pass
+
+        def version_key(path: Path) -> tuple[int, ...]:
+            return tuple(int(n) for n in re.findall(r"\d+", path.parent.name)) or (0,)
+
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version_key)[::-1]
+        on_path = shutil.which("initdb")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
+    for bin_dir in candidates:
+        if all((bin_dir / name).is_file() for name in _SERVER_BINARIES):
+            return bin_dir
+    where = ", ".join(str(c) for c in candidates) or "nowhere"
+    raise ServiceError(
+        f"PostgreSQL server binaries (initdb, postgres) not found (looked in: {where}): "
+        "install them (Debian/Ubuntu: `apt-get install postgresql`) "
+        "or set PG_BIN to their directory"
+    )
+
+
+class Postgres:
+    """A PostgreSQL cluster in a temp data dir, superuser `photoshare` with trust auth.
+
+    `stop()` keeps the data dir, so `start()` brings the same databases back on the same port
+    (tests use this to check the app recovers); `destroy()` stops and deletes everything.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        base_dir: Path | None = None,
+        bin_dir: Path | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.port = port
+        self._auto_port = port == 0
+        self._bin_dir_arg = bin_dir
+        self._bin_dir: Path | None = None
+        self._own_base = base_dir is None
+        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="photoshare-pg-")).resolve()
+        self.data_dir = self.base_dir / "data"
+        self.log_path = self.base_dir / "postgres.log"
+        self._start_timeout = start_timeout
+        self._proc: ManagedProcess | None = None
+        # PostgreSQL refuses to run as root: drop to the system user that owns the binaries.
+        self._run_as = "postgres" if os.geteuid() == 0 else None
+        self.startup_seconds: float | None = None
+        self._started_once = False
+        atexit.register(self._cleanup_at_exit)
+
+    # -- what clients need -------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.url_for(DATABASE)
+
+    def url_for(self, dbname: str) -> str:
+        if self.port == 0:
+            raise ServiceError("PostgreSQL has no port yet: call start() first")
+        return f"postgresql://{USER}@{LOOPBACK}:{self.port}/{dbname}"
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (also its process group id), None when stopped."""
+        return self._proc.pid if self._proc and self._proc.running() else None
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create `name` (a copy of `template` if given: fast per-test databases) and return its
+        URL. The template must have no open connections."""
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(query)
+        return self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop `name` if it exists, disconnecting its sessions first."""
+        query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(query)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Postgres:
+        """initdb on first use, start the server, wait for pg_isready (idempotent)."""
+        if self._proc is not None and self._proc.running():
+            return self
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir(self._bin_dir_arg)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        for attempt in range(_PORT_ATTEMPTS):
+            if self.port == 0 or (attempt > 0 and self._may_move_port()):
+                self.port = free_port()
+            try:
+                self._launch()
+                break
+            except ServiceError as exc:
+                # Lost the race for an auto-picked port: pick another one.
+                retry = self._may_move_port() and "already in use" in str(exc)
+                if not retry or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+        self._started_once = True
+        self._ensure_database(DATABASE)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Fast shutdown (SIGINT: roll back and disconnect clients), SIGKILL the group if it
+        hangs. The data dir stays for a later start(); idempotent."""
+        if self._proc is not None:
+            self._proc.stop(timeout=timeout)
+            self._proc = None
+
+    def destroy(self) -> None:
+        """Stop and delete the data dir (the whole base dir if we created it)."""
+        self.stop()
+        shutil.rmtree(self.base_dir if self._own_base else self.data_dir, ignore_errors=True)
+        if not self._own_base:
+            self.log_path.unlink(missing_ok=True)
+        atexit.unregister(self._cleanup_at_exit)
+
+    def __enter__(self) -> Postgres:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.destroy()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _bin(self, name: str) -> str:
+        assert self._bin_dir is not None
+        return str(self._bin_dir / name)
+
+    def _env(self) -> dict[str, str]:
+        # Plain C messages in logs; no PG* variables leaking in from the caller's shell.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_", "LANG"))}
+        env["LC_ALL"] = "C"
+        return env
+
+    def _prepare_dirs(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if self._run_as is not None:
+            shutil.chown(self.data_dir, user=self._run_as, group=self._run_as)
+            if self._own_base:
+                self.base_dir.chmod(0o711)  # mkdtemp is 0700: let the postgres user traverse it
+
+    def _initdb(self) -> None:
+        self._prepare_dirs()
+        argv = [
+            self._bin("initdb"),
+            "-D", str(self.data_dir),
+            "-U", USER,
+            "-A", "trust",
+            "-E", "UTF8",
+            "--no-locale",  # the C locale exists everywhere; others may not be installed
+            "--no-sync",
+        ]  # fmt: skip
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            cwd=self.base_dir,
+            timeout=120,
+            **run_as(self._run_as),
+        )
+        if result.returncode != 0:
+            hint = ""
+            if self._run_as is not None:
+                hint = (
+                    f"\nas root, initdb runs as '{self._run_as}', which must be able to reach "
+                    f"{self.data_dir}: leave base_dir unset (a fresh temp dir) or use a base_dir "
+                    "whose parents are world-traversable (pytest's tmp_path is not)"
+                )
+            output = (result.stdout + result.stderr).strip().splitlines()[-20:]
+            raise ServiceError(
+                f"initdb failed with code {result.returncode}:\n    " + "\n    ".join(output) + hint
+            )
+
+    def _launch(self) -> None:
+        argv = [
+            self._bin("postgres"),
+            "-D", str(self.data_dir),
+            "-p", str(self.port),
+            "-c", f"listen_addresses={LOOPBACK}",
+            "-c", "unix_socket_directories=",  # TCP only: no socket path limits or permissions
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+        ]  # fmt: skip
+        self.log_path.write_text("")  # each start gets its own log, so errors show this run
+        self._proc = ManagedProcess(
+            argv,
+            name=f"PostgreSQL on port {self.port}",
+            log_path=self.log_path,
+            stop_signal=signal.SIGINT,
+            env=self._env(),
+            cwd=self.base_dir,
+            user=self._run_as,
+        )
+        self.startup_seconds = self._proc.wait_ready(self._ready, timeout=self._start_timeout)
+
+    def _may_move_port(self) -> bool:
+        """Only an auto-picked port nobody has been told about yet may change."""
+        return self._auto_port and not self._started_once
+
+    def _ensure_database(self, name: str) -> None:
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def _ready(self) -> bool:
+        pg_isready = self._bin("pg_isready")
+        if not Path(pg_isready).is_file():
+            return self._connects()
+        argv = [pg_isready, "-q", "-h", LOOPBACK, "-p", str(self.port), "-U", USER, "-d",
+                "postgres", "-t", "1"]  # fmt: skip
+        return subprocess.run(argv, env=self._env(), timeout=10, check=False).returncode == 0
+
+    def _connects(self) -> bool:
+        try:
+            with psycopg.connect(self.url_for("postgres"), connect_timeout=1):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _cleanup_at_exit(self) -> None:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
+            if self._own_base:
+                self.destroy()
+            else:
+                self.stop(timeout=5)

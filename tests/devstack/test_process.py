@@ -1,0 +1,98 @@
+"""The shared process plumbing: groups die whole, readiness fails fast and says why."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack.process import (
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    pid_alive,
+    port_accepts,
+    port_is_free,
+)
+from tests.devstack.helpers import assert_gone, group_members
+
+
+def test_free_port_is_bindable_and_port_checks_see_a_listener() -> None:
+    port = free_port()
+    assert port_is_free(port)
+    assert not port_accepts(port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert port_accepts(port)
+        assert not port_is_free(port)
+
+
+def test_stop_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> None:
+    proc = ManagedProcess(
+        ["sh", "-c", "sleep 60 & sleep 60 & wait"], name="sleepers", log_path=tmp_path / "log"
+    )
+    deadline = time.monotonic() + 5
+    while len(group_members(proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(group_members(proc.pid)) == 3
+
+    proc.stop(timeout=5)
+
+    assert_gone(proc.pid)
+
+
+def test_stop_escalates_to_sigkill_when_the_signal_is_ignored(tmp_path: Path) -> None:
+    proc = ManagedProcess(
+        ["sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.1; done"],
+        name="stubborn",
+        log_path=tmp_path / "log",
+        stop_signal=signal.SIGTERM,
+    )
+    proc.wait_ready(lambda: "trapped" in (tmp_path / "log").read_text(), timeout=5)
+
+    started = time.monotonic()
+    proc.stop(timeout=0.5)
+
+    assert time.monotonic() - started < 3
+    assert proc.popen.returncode == -signal.SIGKILL
+    assert_gone(proc.pid)
+
+
+def test_wait_ready_fails_fast_with_the_end_of_the_log(tmp_path: Path) -> None:
+    proc = ManagedProcess(
+        ["sh", "-c", "echo 'boom: bad config' >&2; exit 3"], name="broken", log_path=tmp_path / "l"
+    )
+    with pytest.raises(ServiceError, match=r"(?s)broken exited with code 3.*boom: bad config"):
+        proc.wait_ready(lambda: False, timeout=30)
+
+
+def test_wait_ready_times_out_and_stops_the_process(tmp_path: Path) -> None:
+    proc = ManagedProcess(["sleep", "60"], name="slow", log_path=tmp_path / "log")
+    with pytest.raises(ServiceError, match="slow was not ready after"):
+        proc.wait_ready(lambda: False, timeout=0.2)
+    assert_gone(proc.pid)
+
+
+def test_atexit_safety_net_stops_what_the_owner_forgot() -> None:
+    script = textwrap.dedent(
+        """
+        import tempfile
+        from pathlib import Path
+        from devstack.process import ManagedProcess
+        proc = ManagedProcess(["sleep", "60"], name="forgotten",
+                              log_path=Path(tempfile.mkdtemp()) / "log")
+        print(proc.pid, flush=True)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    pid = int(out.strip())
+    assert not pid_alive(pid)
