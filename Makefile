@@ -1,0 +1,44 @@
+# Two entry points: `make dev` serves the app on local services, `make test` runs every suite.
+# Both bootstrap what they need: uv (into .tools/ unless already on PATH), the locked
+# Python deps (.venv/), and the pinned Azurite (node_modules/).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: dev test lint format deps clean
+
+dev: deps
+	$(PY) -m devstack
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check app infra devstack tests
+	$(VENV)/bin/ruff format --check app infra devstack tests
+	$(VENV)/bin/mypy app infra
+
+format: deps
+	$(VENV)/bin/ruff format app infra devstack tests
+	$(VENV)/bin/ruff check --fix app infra devstack tests
+
+deps: $(VENV)/.synced node_modules/.installed
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups --python $(PYTHON)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) .tools node_modules .devstack

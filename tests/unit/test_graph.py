@@ -1,0 +1,59 @@
+import pytest
+
+from app.graph import pick_email, translate_token_error
+
+TENANT = "5f6e7d8c-1a2b-4c3d-9e8f-0a1b2c3d4e5f"
+CLIENT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+
+
+def test_mail_wins():
+    assert pick_email({"mail": "a@x.com", "otherMails": ["b@x.com"]}) == "a@x.com"
+
+
+def test_local_account_email_is_in_identities():
+    user = {
+        "mail": None,
+        "otherMails": [],
+        "identities": [
+            {"signInType": "userPrincipalName", "issuer": "c.onmicrosoft.com", "issuerAssignedId": "u@c"},
+            {"signInType": "emailAddress", "issuer": "c.onmicrosoft.com", "issuerAssignedId": "ann@x.com"},
+        ],
+    }
+    assert pick_email(user) == "ann@x.com"
+
+
+def test_social_account_email_is_in_other_mails():
+    user = {
+        "mail": None,
+        "otherMails": ["bob@gmail.com"],
+        "identities": [{"signInType": "federated", "issuer": "google.com", "issuerAssignedId": "1234"}],
+    }
+    assert pick_email(user) == "bob@gmail.com"
+
+
+def test_no_email_at_all():
+    assert pick_email({"mail": None, "otherMails": [], "identities": []}) is None
+
+
+@pytest.mark.parametrize(
+    ("description", "code", "needle"),
+    [
+        ("AADSTS700016: Application with identifier 'x' was not found in the directory 'y'.",
+         "wrong_tenant", "main directory's tenant id"),
+        ("AADSTS90002: Tenant 'y' not found.", "unknown_tenant", "does not exist"),
+        ("AADSTS7000215: Invalid client secret provided.", "invalid_secret", "not its Secret ID"),
+        ("AADSTS7000222: The provided client secret keys for app 'x' are expired.", "expired_secret",
+         "has expired"),
+        ("AADSTS50049: Unknown or invalid instance.", "token_error", "AADSTS50049"),
+    ],
+)
+def test_token_errors_are_translated(description, code, needle):
+    error = translate_token_error({"error": "x", "error_description": description},
+                                  tenant_id=TENANT, client_id=CLIENT)
+    assert error.code == code
+    assert needle in error.message
+
+
+def test_translation_reads_discovery_failures_too():
+    text = 'OIDC Discovery failed ... {"error":"invalid_tenant","error_description":"AADSTS90002: ..."}'
+    assert translate_token_error(text, tenant_id=TENANT, client_id=CLIENT).code == "unknown_tenant"
