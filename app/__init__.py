@@ -29,7 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from validated settings (the environment when none are given)."""
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The SDKs log every HTTP request at INFO; their warnings are what matters here.
+    for noisy in ("azure", "msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
@@ -41,7 +45,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         PREFERRED_URL_SCHEME="http" if settings.development else "https",
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session, which expires on its own
         WTF_CSRF_SSL_STRICT=not settings.development,
-        JSON_SORT_KEYS=False,
     )
     if not settings.development:
         # App Service terminates TLS in front of the app and says so in X-Forwarded-Proto.

@@ -234,7 +234,7 @@ def callback() -> Response | tuple[str, int]:
     flow, policy = pending["flow"], pending["policy"]
     try:
         result = b2c.app(policy).acquire_token_by_auth_code_flow(dict(flow), request.args.to_dict())
-    except ValueError as exc:  # state mismatch, nonce mismatch: MSAL raises
+    except (ValueError, RuntimeError) as exc:  # MSAL raises these on a state or nonce mismatch
         log.warning("auth code flow refused: %s", type(exc).__name__)
         return _sign_in_failed("The sign-in response did not match this sign-in. Please try again.")
     except requests.RequestException:

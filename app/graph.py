@@ -60,6 +60,8 @@ def translate_token_error(result: dict[str, Any] | str, *, tenant_id: str, clien
         description = result
         codes = []
     codes += [int(c) for c in re.findall(r"AADSTS(\d+)", description)]
+    if "Unable to get authority configuration" in description:
+        codes.append(90002)  # MSAL's wording when tenant discovery answers 400 for the tenant
     if 700016 in codes:
         return TokenError(
             "wrong_tenant",

@@ -65,11 +65,26 @@ def metadata(tenant: str) -> Response:
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
             "claims_supported": [
-                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
-                "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time",
-                "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash",
-                "c_hash", "email",
-            ],  # fmt: skip
+                "sub",
+                "iss",
+                "cloud_instance_name",
+                "cloud_instance_host_name",
+                "cloud_graph_host_name",
+                "msgraph_host",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "acr",
+                "nonce",
+                "preferred_username",
+                "name",
+                "tid",
+                "ver",
+                "at_hash",
+                "c_hash",
+                "email",
+            ],
             "kerberos_endpoint": f"{root}/kerberos",
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",
@@ -155,8 +170,7 @@ def token(tenant: str) -> Response:
             401,
             "invalid_client",
             7000218,
-            "The request body must contain the following parameter: "
-            "'client_assertion' or 'client_secret'.",
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )
     if not hmac.compare_digest(secret.encode(), cfg.client_secret.encode()):
         return entra_error(

@@ -48,9 +48,7 @@ def b2c_error(status: int, error: str, code: str, message: str) -> Response:
     return response
 
 
-def graph_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
+def graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """A Microsoft Graph error: {"error": {"code", "message", "innerError"}}."""
     request_id = str(uuid.uuid4())
     body: dict[str, Any] = {

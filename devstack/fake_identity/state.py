@@ -59,9 +59,7 @@ class FakeUser:
     password: str | None = None
     mail: str | None = None  # explicit Graph `mail`; B2C local accounts have none
     social_id: str = field(default_factory=lambda: secrets.token_hex(10))
-    created: str = field(
-        default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
+    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     @property
     def emails_claim(self) -> bool:

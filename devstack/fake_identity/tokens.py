@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.types import Options
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -54,13 +55,11 @@ class SigningKey:
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return jwt.encode(claims, other, algorithm="RS256", headers={"kid": self.kid})
 
-    def verify(self, token: str, *, audience: Any, options: dict[str, Any]) -> dict[str, Any]:
+    def verify(self, token: str, *, audience: Any, options: Options) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
         if header.get("kid") != self.kid:
             raise jwt.InvalidSignatureError("unknown signing key")
-        return jwt.decode(
-            token, self.public_key, algorithms=["RS256"], audience=audience, options=options
-        )
+        return jwt.decode(token, self.public_key, algorithms=["RS256"], audience=audience, options=options)
 
 
 def unsigned_jwt(claims: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -74,16 +73,32 @@ def test_stop_leaves_nothing_and_start_brings_the_data_back(postgres: Postgres) 
         assert conn.execute("SELECT v FROM kept").fetchone() == (42,)
 
 
-def test_destroy_stops_and_deletes_the_data_dir() -> None:
-    service = Postgres().start()
-    pid, port, base = service.pid, service.port, service.base_dir
-    assert pid is not None and (service.data_dir / "PG_VERSION").exists()
+def test_a_failed_first_start_can_be_retried_and_destroy_leaves_nothing() -> None:
+    # A caller-given base dir, not tmp_path: as root, the postgres user cannot reach tmp_path.
+    base = Path(tempfile.mkdtemp(prefix="photoshare-test-pg-"))
+    base.chmod(0o711)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        service = Postgres(port=busy.getsockname()[1], base_dir=base)
+        with pytest.raises(ServiceError, match="Address already in use"):
+            service.start()
+    try:
+        service.start()
+        with psycopg.connect(service.url) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("photoshare",)
+        pid, port = service.pid, service.port
+        assert pid is not None
 
-    service.destroy()
+        service.destroy()
 
-    assert_gone(pid)
-    assert port_is_free(port)
-    assert not base.exists()
+        assert_gone(pid)
+        assert port_is_free(port)
+        assert not service.data_dir.exists()
+        assert list(base.iterdir()) == []  # only what it created is deleted
+    finally:
+        service.destroy()
+        shutil.rmtree(base)
 
 
 def test_missing_binaries_say_how_to_get_them(tmp_path: Path) -> None:
@@ -98,52 +113,17 @@ def test_bin_dir_from_pg_bin(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (found / "initdb").is_file()
 
 
-def _run_owner(body: str, *, sigterm: bool) -> tuple[int, Path]:
-    """Run a short-lived owner process that starts PostgreSQL and never stops it."""
+def test_an_owner_that_forgets_to_stop_leaves_nothing_behind() -> None:
     script = textwrap.dedent(
-        f"""
-        import os, signal, time
+        """
         from devstack.postgres import Postgres
         service = Postgres().start()
         print(service.pid, service.base_dir, flush=True)
-        {body}
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    pid, base = proc.stdout.readline().split()
-    if sigterm:
-        proc.terminate()
-    assert proc.wait(timeout=30) == (-signal.SIGTERM if sigterm else 0)
-    return int(pid), Path(base)
-
-
-def test_an_owner_that_forgets_to_stop_leaves_nothing_behind() -> None:
-    pid, base = _run_owner("", sigterm=False)
-    assert_gone(pid)
-    assert not base.exists()
-
-
-def test_an_owner_killed_by_sigterm_still_stops_its_server() -> None:
-    pid, base = _run_owner("time.sleep(60)", sigterm=True)
-    assert_gone(pid)
-    shutil.rmtree(base, ignore_errors=True)  # only the processes are cleaned up on SIGTERM
-
-
-def test_a_failed_first_start_can_be_retried() -> None:
-    # A caller-given base dir, not tmp_path: as root, the postgres user cannot reach tmp_path.
-    base = Path(tempfile.mkdtemp(prefix="photoshare-test-pg-"))
-    base.chmod(0o711)
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        service = Postgres(port=busy.getsockname()[1], base_dir=base)
-        with pytest.raises(ServiceError, match="Address already in use"):
-            service.start()
-    try:
-        service.start()
-        with psycopg.connect(service.url) as conn:
-            assert conn.execute("SELECT current_database()").fetchone() == ("photoshare",)
-    finally:
-        service.destroy()
-        shutil.rmtree(base)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    pid, base = out.split()
+    assert_gone(int(pid))
+    assert not Path(base).exists()

@@ -96,3 +96,23 @@ def test_atexit_safety_net_stops_what_the_owner_forgot() -> None:
     ).stdout
     pid = int(out.strip())
     assert not pid_alive(pid)
+
+
+def test_an_owner_killed_by_sigterm_still_stops_its_children() -> None:
+    script = textwrap.dedent(
+        """
+        import tempfile, time
+        from pathlib import Path
+        from devstack.process import ManagedProcess
+        proc = ManagedProcess(["sleep", "60"], name="child",
+                              log_path=Path(tempfile.mkdtemp()) / "log")
+        print(proc.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid = int(owner.stdout.readline())
+    owner.terminate()
+    assert owner.wait(timeout=30) == -signal.SIGTERM  # still dies by SIGTERM, as callers expect
+    assert_gone(pid)

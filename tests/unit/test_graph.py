@@ -57,3 +57,8 @@ def test_token_errors_are_translated(description, code, needle):
 def test_translation_reads_discovery_failures_too():
     text = 'OIDC Discovery failed ... {"error":"invalid_tenant","error_description":"AADSTS90002: ..."}'
     assert translate_token_error(text, tenant_id=TENANT, client_id=CLIENT).code == "unknown_tenant"
+
+
+def test_msal_discovery_failure_means_unknown_tenant():
+    text = "Unable to get authority configuration for https://login.microsoftonline.com/x. Authority ..."
+    assert translate_token_error(text, tenant_id=TENANT, client_id=CLIENT).code == "unknown_tenant"

@@ -1,0 +1,22 @@
+"""gunicorn settings for App Service (and `make dev`): `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
+
+gthread workers: requests mostly wait on PostgreSQL, Blob Storage and Graph, so a few threads
+per process serve more than more processes would, and memory stays small (B1: 1.75 GB).
+Uploads stream through a spooled file, so a thread never holds a whole image in memory.
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104  # App Service routes to it
+workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 4)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Large uploads over slow links need time; App Service's front end cuts requests at 230 s.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Path without the query string: /auth/callback's query carries the one-time auth code.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'

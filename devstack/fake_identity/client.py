@@ -1,0 +1,212 @@
+"""A small HTTP client for a running fake: its control API and its sign-in page.
+
+Tests and `make dev` tooling use this whether the fake runs in-process or as a CLI process,
+and it fills the sign-in page exactly as a browser would (GET the page, POST its form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import requests
+
+
+@dataclass
+class HtmlForm:
+    form_id: str
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+    buttons: dict[str, str] = field(default_factory=dict)  # value -> name
+
+
+class _FormParser(HTMLParser):
+    """Collect forms (hidden/text inputs, selects, submit buttons) and the error banner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: dict[str, HtmlForm] = {}
+        self.error: str | None = None
+        self._form: HtmlForm | None = None
+        self._select: str | None = None
+        self._in_error = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self._form = HtmlForm(form_id=a.get("id", ""), action=a.get("action", ""))
+            self.forms[self._form.form_id] = self._form
+        elif tag == "input" and self._form is not None and a.get("name"):
+            self._form.fields[a["name"]] = a.get("value", "")
+        elif tag == "select" and self._form is not None:
+            self._select = a.get("name")
+        elif tag == "option" and self._form is not None and self._select:
+            if "selected" in a or self._select not in self._form.fields:
+                self._form.fields[self._select] = a.get("value", "")
+        elif tag == "button" and self._form is not None and a.get("name"):
+            self._form.buttons[a.get("value", "")] = a["name"]
+        elif tag == "div" and "error" in a.get("class", "").split():
+            self._in_error = True
+            self.error = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag == "select":
+            self._select = None
+        elif tag == "div":
+            self._in_error = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_error:
+            self.error = (self.error or "") + data
+
+
+def parse_page(html: str) -> _FormParser:
+    parser = _FormParser()
+    parser.feed(html)
+    return parser
+
+
+@dataclass
+class AuthorizeResult:
+    """What submitting the sign-in page produced.
+
+    `params` holds the response sent to the app (code+state, or error+error_description+state)
+    whether it came as a redirect query, a fragment or a form_post page; `error_message` is the
+    inline message when the page was shown again (wrong password, email taken...).
+    """
+
+    status_code: int
+    location: str | None
+    params: dict[str, str]
+    error_message: str | None
+    html: str
+
+
+class FakeIdentityClient:
+    """Talks to a fake identity server at `base_url` (TLS verified via `verify`/env bundle)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        verify: str | bool = True,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.verify = verify
+        self.timeout = timeout
+
+    # --- control API ---------------------------------------------------------------------
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        response = self.session.request(
+            method, f"{self.base_url}/_fake/{path}", json=json, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"fake identity control API {method} /_fake/{path} failed: "
+                f"{response.status_code} {response.text}"
+            )
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "health")
+
+    def add_user(
+        self,
+        email: str,
+        password: str | None = None,
+        *,
+        name: str | None = None,
+        kind: str = "local_with_emails_claim",
+        mail: str | None = None,
+        oid: str | None = None,
+    ) -> dict[str, Any]:
+        body = {"email": email, "password": password, "name": name, "kind": kind, "mail": mail}
+        if oid is not None:
+            body["oid"] = oid
+        return self._call("POST", "users", {k: v for k, v in body.items() if v is not None})
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "users")
+
+    def set_knobs(self, **knobs: Any) -> dict[str, Any]:
+        return self._call("POST", "knobs", knobs)
+
+    def knobs(self) -> dict[str, Any]:
+        return self._call("GET", "knobs")
+
+    def reset(self) -> dict[str, Any]:
+        return self._call("POST", "reset", {})
+
+    def counters(self) -> dict[str, int]:
+        return self._call("GET", "counters")
+
+    # --- the sign-in page ----------------------------------------------------------------
+    def submit_authorize(self, auth_uri: str, action: str = "signin", **fields: str) -> AuthorizeResult:
+        """GET `auth_uri`, fill the form holding the `action` button, POST it (no redirects)."""
+        page = self.session.get(auth_uri, timeout=self.timeout, allow_redirects=False)
+        if page.status_code != 200:
+            raise RuntimeError(f"sign-in page failed: {page.status_code} {page.text[:500]}")
+        parsed = parse_page(page.text)
+        form = next((f for f in parsed.forms.values() if action in f.buttons), None)
+        if form is None:
+            raise RuntimeError(f"the sign-in page has no {action!r} button")
+        data = {**form.fields, **fields, form.buttons[action]: action}
+        response = self.session.post(
+            urljoin(auth_uri, form.action), data=data, timeout=self.timeout, allow_redirects=False
+        )
+        return self._result(response)
+
+    def sign_in(self, auth_uri: str, email: str, password: str) -> dict[str, str]:
+        """Sign in and return the parameters sent to the app's redirect URI."""
+        return self._expect_redirect(
+            self.submit_authorize(auth_uri, "signin", email=email, password=password)
+        )
+
+    def sign_up(
+        self,
+        auth_uri: str,
+        *,
+        name: str,
+        email: str,
+        password: str,
+        kind: str = "local_with_emails_claim",
+    ) -> dict[str, str]:
+        """Create an account through the page, as a person would, and return the response."""
+        return self._expect_redirect(
+            self.submit_authorize(auth_uri, "signup", name=name, email=email, password=password, kind=kind)
+        )
+
+    @staticmethod
+    def _expect_redirect(result: AuthorizeResult) -> dict[str, str]:
+        if not result.params:
+            raise RuntimeError(f"sign-in page said: {result.error_message or result.status_code}")
+        return result.params
+
+    @staticmethod
+    def _result(response: requests.Response) -> AuthorizeResult:
+        location = response.headers.get("Location") if response.is_redirect else None
+        params: dict[str, str] = {}
+        error_message = None
+        if location:
+            parts = urlsplit(location)
+            params = dict(parse_qsl(parts.fragment or parts.query))
+        elif response.status_code == 200:
+            parsed = parse_page(response.text)
+            if "form_post" in parsed.forms:
+                params = dict(parsed.forms["form_post"].fields)
+                location = parsed.forms["form_post"].action
+            error_message = parsed.error.strip() if parsed.error else None
+        return AuthorizeResult(
+            status_code=response.status_code,
+            location=location,
+            params=params,
+            error_message=error_message,
+            html=response.text,
+        )

@@ -1,0 +1,242 @@
+"""Microsoft Graph v1.0 `users`, as B2C directories expose them.
+
+The shapes are the point of the source article: a B2C local account has `mail: null` and its
+address in `identities[signInType=emailAddress].issuerAssignedId`; a social account has it in
+`otherMails`. Only an app-only token from the B2C tenant with a directory-read role gets in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from flask import Blueprint, Response, jsonify, request
+
+from .context import FakeIdentity, base_url, current
+from .errors import graph_error
+from .state import FakeUser
+from .tokens import GRAPH_AUDIENCES
+
+bp = Blueprint("fake_graph", __name__)
+
+READ_ROLES = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+# Returned when no $select is given (Graph v1.0's default user projection).
+DEFAULT_PROPERTIES = (
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+)
+ALL_PROPERTIES = (
+    *DEFAULT_PROPERTIES,
+    "accountEnabled",
+    "createdDateTime",
+    "creationType",
+    "identities",
+    "otherMails",
+    "userType",
+)
+_BY_LOWER = {p.lower(): p for p in ALL_PROPERTIES}
+WWW_AUTHENTICATE = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+    'authorize", client_id="00000003-0000-0000-c000-000000000000"'
+)
+
+
+class GraphRejected(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+@bp.errorhandler(GraphRejected)
+def _rejected(exc: GraphRejected) -> Response:
+    return exc.response
+
+
+def _unauthenticated(message: str) -> GraphRejected:
+    return GraphRejected(
+        graph_error(
+            401,
+            "InvalidAuthenticationToken",
+            message,
+            headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+        )
+    )
+
+
+def _before_each(fake: FakeIdentity) -> None:
+    """Count the call, apply scheduled failures, then authenticate and authorize it."""
+    fake.state.count("graph")
+    failure = fake.state.take_graph_failure()
+    if failure is not None:
+        status = failure["status"]
+        headers = {}
+        if "retry_after" in failure:
+            headers["Retry-After"] = str(failure["retry_after"])
+        if failure["kind"] == "graph_throttle" and status == 429:
+            code, message = "TooManyRequests", "Too many requests. Please retry after the delay."
+        elif status == 503:
+            code, message = "ServiceUnavailable", "The service is temporarily unavailable."
+        else:
+            code, message = "generalException", "An unspecified error has occurred."
+        raise GraphRejected(graph_error(status, code, message, headers=headers))
+
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthenticated("Access token is empty.")
+    try:
+        claims = fake.key.verify(
+            token.strip(),
+            audience=list(GRAPH_AUDIENCES),
+            options={"require": ["exp", "iat", "nbf", "tid"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthenticated("Lifetime validation failed, the token is expired.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise _unauthenticated("Access token validation failure. Invalid audience.") from exc
+    except jwt.PyJWTError as exc:
+        raise _unauthenticated("Access token validation failure.") from exc
+    if claims["tid"] != fake.config.b2c_tenant_id:
+        raise _unauthenticated("Access token validation failure. Invalid issuer.")
+    if not READ_ROLES & set(claims.get("roles") or []):
+        raise GraphRejected(
+            graph_error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        )
+
+
+def _selected() -> list[str] | None:
+    """Parse `$select` (or `select`, which v1.0 also accepts); unknown names are a 400."""
+    raw = request.args.get("$select", request.args.get("select"))
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    for name in names:
+        if name.lower() not in _BY_LOWER:
+            raise GraphRejected(
+                graph_error(
+                    400,
+                    "BadRequest",
+                    "Parsing OData Select and Expand failed: Could not find a property named "
+                    f"'{name}' on type 'microsoft.graph.user'.",
+                )
+            )
+    return names
+
+
+def graph_user(user: FakeUser, b2c_domain: str) -> dict[str, Any]:
+    """Every property the fake knows for a user, shaped as Graph returns them for B2C."""
+    upn_prefix = f"cpim_{user.oid}" if user.is_social else user.oid
+    upn = f"{upn_prefix}@{b2c_domain}"
+    identities: list[dict[str, str]] = []
+    if user.is_social:
+        identities.append(
+            {"signInType": "federated", "issuer": "google.com", "issuerAssignedId": user.social_id}
+        )
+    else:
+        identities.append(
+            {"signInType": "emailAddress", "issuer": b2c_domain, "issuerAssignedId": user.email}
+        )
+    identities.append({"signInType": "userPrincipalName", "issuer": b2c_domain, "issuerAssignedId": upn})
+    return {
+        "businessPhones": [],
+        "displayName": user.name,
+        "givenName": None,
+        "jobTitle": None,
+        "mail": user.mail,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": None,
+        "userPrincipalName": upn,
+        "id": user.oid,
+        "accountEnabled": True,
+        "createdDateTime": user.created,
+        "creationType": None if user.is_social else "LocalAccount",
+        "identities": identities,
+        "otherMails": [user.email] if user.is_social else [],
+        "userType": "Member",
+    }
+
+
+def _project(full: dict[str, Any], selected: list[str] | None) -> dict[str, Any]:
+    if selected is None:
+        return {name: full[name] for name in DEFAULT_PROPERTIES}
+    return {name: full[_BY_LOWER[name.lower()]] for name in selected}
+
+
+def _context(selected: list[str] | None, entity: bool) -> str:
+    projection = f"({','.join(selected)})" if selected else ""
+    return f"{base_url()}/v1.0/$metadata#users{projection}{'/$entity' if entity else ''}"
+
+
+def _find(fake: FakeIdentity, user_id: str) -> FakeUser | None:
+    """Graph resolves /users/{id} by object id or by userPrincipalName."""
+    user = fake.state.user_by_oid(user_id)
+    if user is not None:
+        return user
+    wanted = user_id.lower()
+    domain = fake.config.b2c_domain
+    return next(
+        (u for u in fake.state.users() if graph_user(u, domain)["userPrincipalName"].lower() == wanted),
+        None,
+    )
+
+
+@bp.get("/v1.0/users/<user_id>")
+def get_user(user_id: str) -> Response:
+    fake = current()
+    _before_each(fake)
+    selected = _selected()
+    user = _find(fake, user_id)
+    if user is None:
+        return graph_error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{user_id}' does not exist or one of its queried reference-property "
+            "objects are not present.",
+        )
+    body = {"@odata.context": _context(selected, entity=True)}
+    body.update(_project(graph_user(user, fake.config.b2c_domain), selected))
+    return jsonify(body)
+
+
+@bp.get("/v1.0/users")
+def list_users() -> Response:
+    fake = current()
+    _before_each(fake)
+    selected = _selected()
+    try:
+        top = int(request.args.get("$top", request.args.get("top", "100")))
+        skip = int(request.args.get("$skiptoken", "0"))
+    except ValueError:
+        top, skip = 0, 0
+    if not 1 <= top <= 999:
+        return graph_error(
+            400,
+            "Request_UnsupportedQuery",
+            f"Invalid page size specified: '{request.args.get('$top')}'. Must be between 1 and "
+            "999 inclusive.",
+        )
+    users = fake.state.users()
+    page = users[skip : skip + top]
+    domain = fake.config.b2c_domain
+    body: dict[str, Any] = {"@odata.context": _context(selected, entity=False)}
+    if skip + top < len(users):
+        query = f"$top={top}&$skiptoken={skip + top}"
+        if selected:
+            query += f"&$select={','.join(selected)}"
+        body["@odata.nextLink"] = f"{base_url()}/v1.0/users?{query}"
+    body["value"] = [_project(graph_user(u, domain), selected) for u in page]
+    return jsonify(body)

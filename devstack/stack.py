@@ -1,0 +1,104 @@
+"""The local stack: Azurite, PostgreSQL and the fake Entra/B2C/Graph server, plus the app's
+environment pointing at them.
+
+`make dev` (devstack/__main__.py) and the tests' `local` provider start services through
+the same classes; this module only wires them together.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from devstack.azurite import Azurite
+from devstack.fake_identity.config import FakeConfig
+from devstack.fake_identity.server import FakeIdentityServer
+from devstack.fake_identity.tls import make_tls
+from devstack.postgres import Postgres
+
+# Settings that, when present (in the environment or .env), mean "use the real B2C tenant".
+REAL_B2C_SETTINGS = (
+    "AZURE_AD_B2C_TENANT_NAME",
+    "AZURE_AD_B2C_TENANT_ID",
+    "AZURE_AD_B2C_CLIENT_ID",
+    "AZURE_AD_B2C_CLIENT_SECRET",
+)
+
+
+def identity_env(fake: FakeIdentityServer, bundle_pem: Path) -> dict[str, str]:
+    """The app's B2C/Entra/Graph settings for a running fake, and the trust for its CA."""
+    config = fake.config
+    host = f"{config.public_host}:{fake.port}"
+    return {
+        "AZURE_AD_B2C_TENANT_NAME": config.b2c_tenant_name,
+        "AZURE_AD_B2C_TENANT_ID": config.b2c_tenant_id,
+        "AZURE_AD_B2C_CLIENT_ID": config.client_id,
+        "AZURE_AD_B2C_CLIENT_SECRET": config.client_secret,
+        "AZURE_AD_B2C_AUTHORITY_HOST": host,
+        "AZURE_AUTHORITY_HOST": host,
+        "GRAPH_ENDPOINT": fake.base_url,
+        # requests lets these override a Session's verify=: system roots plus the fake's CA.
+        "REQUESTS_CA_BUNDLE": str(bundle_pem),
+        "CURL_CA_BUNDLE": str(bundle_pem),
+    }
+
+
+class LocalStack:
+    """Everything the app needs, as local processes (and a thread for the fake identity server)."""
+
+    def __init__(self, *, base_dir: Path | None = None, fake_identity: bool = True) -> None:
+        self._own_dir = base_dir is None
+        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="photoshare-devstack-"))
+        self.base_dir.chmod(0o711)  # the postgres user must reach its data dir below
+        self.postgres = Postgres(base_dir=self.base_dir / "postgres")
+        self.azurite = Azurite(log_dir=self.base_dir / "azurite")
+        self.fake: FakeIdentityServer | None = None
+        self._want_fake = fake_identity
+        self.bundle_pem: Path | None = None
+
+    def start(self) -> LocalStack:
+        try:
+            self.postgres.start()
+            self.azurite.start()
+            if self._want_fake:
+                tls = make_tls(self.base_dir / "tls")
+                self.bundle_pem = tls.bundle_pem
+                self.fake = FakeIdentityServer(FakeConfig.random(), tls=tls).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def app_env(self, base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:
+        """A complete environment for the app process: `base` (default os.environ) + the stack."""
+        env = dict(os.environ if base is None else base)
+        env.update(
+            APP_ENV="development",
+            SECRET_KEY=env.get("SECRET_KEY") or secrets.token_hex(32),
+            DATABASE_URL=self.postgres.url,
+            AZURE_STORAGE_CONNECTION_STRING=self.azurite.connection_string,
+        )
+        env.pop("AZURE_STORAGE_ACCOUNT_URL", None)
+        if self.fake is not None and self.bundle_pem is not None:
+            env.update(identity_env(self.fake, self.bundle_pem))
+        env.update(overrides)
+        return env
+
+    def stop(self) -> None:
+        if self.fake is not None:
+            self.fake.stop()
+            self.fake = None
+        self.azurite.destroy()
+        self.postgres.destroy()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

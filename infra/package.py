@@ -1,0 +1,188 @@
+"""The app's code, deployed by `pulumi up` itself: a zip run from a private blob.
+
+`build_app_package()` lays out `app/` plus its runtime dependencies, installed for App Service's
+Linux Python from the lock file, so the site needs no build step. Dependencies go to
+`__oryx_packages__`, the directory App Service's Python startup script puts on the path when
+the app has no virtual environment. `AppPackage` uploads the zip; the web app mounts it with
+WEBSITE_RUN_FROM_PACKAGE through a user-assigned identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_azure_native import storage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEPENDENCY_DIR = "__oryx_packages__"
+# App Service's Linux images are Debian bookworm (glibc 2.36), so manylinux_2_28 wheels run there.
+PLATFORM = "x86_64-manylinux_2_28"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
+
+Runner = Callable[[Sequence[str], Path], None]
+
+
+def _run(argv: Sequence[str], cwd: Path) -> None:
+    """Run a build command, failing the deployment with its output when it fails."""
+    result = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise pulumi.RunError(
+            f"building the app package failed: {' '.join(argv)}\n{result.stdout}\n{result.stderr}"
+        )
+
+
+@dataclass(frozen=True)
+class BuiltPackage:
+    """The deployable archive and a digest of its content (it names the blob)."""
+
+    archive: pulumi.Archive
+    digest: str
+
+
+def export_command(requirements: Path) -> list[str]:
+    """The app's runtime dependencies only: no infra, no dev group, hashes kept."""
+    return [
+        "uv", "export", "--frozen", "--no-default-groups", "--no-emit-project",
+        "--format", "requirements-txt", "--output-file", str(requirements),
+    ]
+
+
+def install_command(requirements: Path, target: Path, python_version: str) -> list[str]:
+    """Binary wheels for App Service's Linux Python, never the build machine's platform."""
+    return [
+        "uv", "pip", "install", "--quiet", "--require-hashes", "--no-deps",
+        "--target", str(target),
+        "--python-platform", PLATFORM,
+        "--python-version", python_version,
+        "--only-binary", ":all:",
+        "--requirement", str(requirements),
+    ]
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_app_package(
+    *,
+    python_version: str,
+    repo_root: Path = REPO_ROOT,
+    build_dir: Path | None = None,
+    run: Runner = _run,
+) -> BuiltPackage:
+    """Stage `app/` and install the locked runtime dependencies (cached per lock + Python).
+
+    Runs on every preview/up because Pulumi hashes the archive; the dependency install only
+    reruns when the exported requirements or the Python version change.
+    """
+    build_dir = build_dir or repo_root / "infra" / ".build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+
+    staged_app = build_dir / "app"
+    shutil.rmtree(staged_app, ignore_errors=True)
+    shutil.copytree(repo_root / "app", staged_app, ignore=_IGNORED)
+
+    requirements = build_dir / "requirements.txt"
+    run(export_command(requirements), repo_root)
+    deps_key = hashlib.sha256(
+        requirements.read_bytes() + f"\0{python_version}\0{PLATFORM}".encode()
+    ).hexdigest()[:16]
+    deps_dir = build_dir / f"deps-{deps_key}"
+    if not (deps_dir / ".complete").exists():
+        shutil.rmtree(deps_dir, ignore_errors=True)
+        run(install_command(requirements, deps_dir, python_version), repo_root)
+        # Console scripts carry this machine's interpreter path; the site runs `python -m …`.
+        shutil.rmtree(deps_dir / "bin", ignore_errors=True)
+        (deps_dir / ".complete").write_text(deps_key)
+    for stale in build_dir.glob("deps-*"):
+        if stale != deps_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    digest = hashlib.sha256(f"{_tree_digest(staged_app)}\0{deps_key}".encode()).hexdigest()[:16]
+    archive = pulumi.AssetArchive({
+        "app": pulumi.FileArchive(str(staged_app)),
+        DEPENDENCY_DIR: pulumi.FileArchive(str(deps_dir)),
+    })
+    return BuiltPackage(archive=archive, digest=digest)
+
+
+@dataclass(kw_only=True)
+class AppPackageArgs:
+    """Inputs of AppPackage."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    account_name: pulumi.Input[str]
+    tags: pulumi.Input[dict[str, str]]
+    package: BuiltPackage
+
+
+class AppPackage(pulumi.ComponentResource):
+    """A separate, private storage account holding the deployment zip.
+
+    Separate because pulumi-azure-native's Blob uploads with the account key
+    (pulumi/pulumi-azure-native#2015), while the images account keeps shared keys off.
+    Only the deploying identity uses the key; the site reads the zip with its identity.
+    """
+
+    account: storage.StorageAccount
+    container: storage.BlobContainer
+    blob: storage.Blob
+    blob_url: pulumi.Output[str]
+    container_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AppPackageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("photoshare:package:AppPackage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=args.account_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind=storage.Kind.STORAGE_V2,
+            sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
+            enable_https_traffic_only=True,
+            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+            allow_blob_public_access=False,
+            allow_shared_key_access=True,
+            allow_cross_tenant_replication=False,
+            tags=args.tags,
+            opts=child,
+        )
+        self.container = storage.BlobContainer(
+            f"{name}-container",
+            account_name=self.account.name,
+            resource_group_name=args.resource_group_name,
+            container_name="packages",
+            public_access=storage.PublicAccess.NONE,
+            opts=child,
+        )
+        # A new name per content digest: the app setting changes, so the site restarts on it.
+        self.blob = storage.Blob(
+            f"{name}-zip",
+            account_name=self.account.name,
+            resource_group_name=args.resource_group_name,
+            container_name=self.container.name,
+            blob_name=f"photoshare-{args.package.digest}.zip",
+            type=storage.BlobType.BLOCK,
+            content_type="application/zip",
+            source=args.package.archive,
+            opts=child,
+        )
+
+        self.blob_url = self.blob.url
+        self.container_id = self.container.id
+        self.register_outputs({"blob_url": self.blob_url, "container_id": self.container_id})

@@ -1,0 +1,210 @@
+"""Wires the components into one environment; `__main__.py` calls `build()` and exports.
+
+Order matters only where Azure needs it: everything that can fail from configuration is
+checked before the first resource is declared, so a bad stack never gets half created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import authorization, resources
+
+from infra import appsettings
+from infra import config as stack_config
+from infra.b2c_app import B2CApp, B2CAppArgs
+from infra.database import AppFirewall, AppFirewallArgs, Database, DatabaseArgs
+from infra.identity import PlatformIdentity, PlatformIdentityArgs
+from infra.monitoring import Monitoring, MonitoringArgs
+from infra.naming import Names
+from infra.network import PrivateNetwork, PrivateNetworkArgs
+from infra.package import AppPackage, AppPackageArgs, BuiltPackage, build_app_package
+from infra.storage import ImageStorage, ImageStorageArgs
+from infra.vault import AppSecrets, AppSecretsArgs
+from infra.webapp import WebApp, WebAppArgs
+
+Packager = Callable[[stack_config.StackConfig], BuiltPackage]
+
+
+def default_packager(cfg: stack_config.StackConfig) -> BuiltPackage:
+    """Build the real package: `app/` + locked dependencies for the site's Python."""
+    return build_app_package(python_version=cfg.web.python_version)
+
+
+def build(*, packager: Packager = default_packager) -> dict[str, Any]:
+    """Declare the whole environment and return the stack outputs."""
+    # --- Checks first: nothing is declared until configuration and contract are sound ---------
+    cfg = stack_config.load()
+    client = authorization.get_client_config()
+    stack_config.check_deploying_tenant(cfg, client.tenant_id)
+    sources = appsettings.plan(cfg)
+    appsettings.check(sources)
+    names = Names.for_stack(
+        project=cfg.project, stack=cfg.stack, subscription_id=client.subscription_id
+    )
+    package = packager(cfg)
+    tags = cfg.tags
+
+    # --- Resources -----------------------------------------------------------------------------
+    group = resources.ResourceGroup(
+        "photoshare", resource_group_name=names.resource_group, location=cfg.location, tags=tags
+    )
+    common = {"resource_group_name": group.name, "location": group.location, "tags": tags}
+
+    monitoring = (
+        Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                **common,
+                workspace_name=names.log_workspace,
+                insights_name=names.app_insights,
+                retention_days=cfg.log_retention_days,
+            ),
+        )
+        if cfg.monitoring
+        else None
+    )
+    private_network = (
+        PrivateNetwork(
+            "network",
+            PrivateNetworkArgs(
+                **common,
+                vnet_name=names.virtual_network,
+                postgres_zone_name=names.postgres_private_zone,
+                address_space=cfg.vnet_address_space,
+            ),
+        )
+        if cfg.database.network == "vnet"
+        else None
+    )
+    images = ImageStorage(
+        "storage",
+        ImageStorageArgs(
+            **common,
+            account_name=names.storage_account("data"),
+            allow_shared_key_access=cfg.storage_allow_shared_key,
+            soft_delete_days=cfg.blob_soft_delete_days,
+        ),
+    )
+    app_package = AppPackage(
+        "package",
+        AppPackageArgs(**common, account_name=names.storage_account("package"), package=package),
+    )
+    db = cfg.database
+    database = Database(
+        "database",
+        DatabaseArgs(
+            **common,
+            server_name=names.postgres_server,
+            version=db.version,
+            sku_name=db.sku_name,
+            sku_tier=db.sku_tier,
+            storage_gb=db.storage_gb,
+            backup_retention_days=db.backup_retention_days,
+            high_availability=db.high_availability,
+            delegated_subnet_id=private_network.db_subnet_id if private_network else None,
+            private_dns_zone_id=private_network.postgres_zone_id if private_network else None,
+            firewall_rules=db.firewall_rules,
+        ),
+    )
+
+    b2c_app = (
+        B2CApp(
+            "b2c",
+            B2CAppArgs(
+                tenant_id=cfg.b2c.tenant_id,
+                display_name=names.b2c_app_display_name,
+                redirect_uri=f"https://{names.default_host_name}/auth/callback",
+            ),
+        )
+        if cfg.b2c.create_app
+        else None
+    )
+    client_secret = b2c_app.client_secret if b2c_app else cfg.b2c.client_secret
+    if client_secret is None:  # config.load() already reported it; this keeps the types honest
+        raise stack_config.ConfigError("photoshare:b2cClientSecret is required")
+
+    secrets = AppSecrets(
+        "secrets",
+        AppSecretsArgs(
+            **common,
+            vault_name=names.key_vault,
+            tenant_id=client.tenant_id,
+            values={"b2c-client-secret": client_secret, "database-url": database.database_url},
+            generated=["flask-secret-key"],
+        ),
+    )
+    platform_identity = PlatformIdentity(
+        "platform",
+        PlatformIdentityArgs(
+            **common,
+            identity_name=names.identity,
+            subscription_id=client.subscription_id,
+            vault_id=secrets.vault_id,
+            package_container_id=app_package.container_id,
+        ),
+    )
+
+    resource_values: dict[str, pulumi.Input[str]] = {
+        "storage_account_url": images.blob_endpoint,
+        "storage_container": images.container_name,
+    }
+    if monitoring:
+        resource_values["appinsights_connection_string"] = monitoring.connection_string
+    if b2c_app:
+        resource_values["b2c_client_id"] = b2c_app.client_id
+    app_settings = appsettings.render(
+        sources,
+        resources=resource_values,
+        secret_uris=secrets.secret_uris,
+        platform={
+            "WEBSITE_RUN_FROM_PACKAGE": app_package.blob_url,
+            "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": platform_identity.identity_id,
+            "SCM_DO_BUILD_DURING_DEPLOYMENT": "false",
+        },
+    )
+    site = WebApp(
+        "web",
+        WebAppArgs(
+            **common,
+            plan_name=names.app_service_plan,
+            app_name=names.web_app,
+            subscription_id=client.subscription_id,
+            sku=cfg.web.sku,
+            capacity=cfg.web.capacity,
+            python_version=cfg.web.python_version,
+            app_settings=app_settings,
+            platform_identity_id=platform_identity.identity_id,
+            blob_data_scope=images.account_id,
+            subnet_id=private_network.app_subnet_id if private_network else None,
+            log_workspace_id=monitoring.workspace_id if monitoring else None,
+        ),
+        # The platform identity's roles must exist before the site first starts.
+        opts=pulumi.ResourceOptions(depends_on=[platform_identity]),
+    )
+    if private_network is None:
+        AppFirewall(
+            "database-app-access",
+            AppFirewallArgs(
+                resource_group_name=group.name,
+                server_name=database.server_name,
+                outbound_ip_addresses=site.outbound_ip_addresses,
+                slots=db.app_ip_slots,
+            ),
+        )
+
+    outputs: dict[str, Any] = {
+        "siteUrl": pulumi.Output.concat("https://", site.default_host_name),
+        "redirectUri": pulumi.Output.concat("https://", site.default_host_name, "/auth/callback"),
+        "resourceGroupName": group.name,
+        "storageAccountName": images.account_name,
+        "postgresServerName": database.server_name,
+        "postgresServerFqdn": database.fqdn,
+        "keyVaultName": secrets.vault_name,
+        "webAppName": names.web_app,
+    }
+    if b2c_app:
+        outputs["b2cClientId"] = b2c_app.client_id
+    return outputs

@@ -1,0 +1,107 @@
+"""Key Vault holding the app's secrets; the web app reads them through Key Vault references.
+
+(Named `vault.py`, not `secrets.py`: Pulumi runs `infra/` with that directory on sys.path,
+where a `secrets` module would shadow the standard library's.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import keyvault
+
+
+@dataclass(kw_only=True)
+class AppSecretsArgs:
+    """Secret values by Key Vault secret name, plus names whose value is generated here."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    vault_name: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
+    tags: pulumi.Input[dict[str, str]]
+    values: Mapping[str, pulumi.Input[str]]
+    generated: Sequence[str] = field(default_factory=tuple)
+
+
+class AppSecrets(pulumi.ComponentResource):
+    """A Key Vault with RBAC authorization (no access policies) and one secret per entry.
+
+    Generated values (the Flask SECRET_KEY) come from pulumi_random and stay in state as
+    Pulumi secrets; every value is wrapped with Output.secret before it reaches Key Vault.
+    """
+
+    vault: keyvault.Vault
+    vault_id: pulumi.Output[str]
+    vault_name: pulumi.Output[str]
+    vault_uri: pulumi.Output[str]
+    secret_uris: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: AppSecretsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("photoshare:vault:AppSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.vault = keyvault.Vault(
+            f"{name}-vault",
+            vault_name=args.vault_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            properties=keyvault.VaultPropertiesArgs(
+                tenant_id=args.tenant_id,
+                sku=keyvault.SkuArgs(family=keyvault.SkuFamily.A, name=keyvault.SkuName.STANDARD),
+                enable_rbac_authorization=True,
+                enable_soft_delete=True,
+                soft_delete_retention_in_days=7,
+                enabled_for_deployment=False,
+                enabled_for_disk_encryption=False,
+                enabled_for_template_deployment=False,
+                public_network_access="Enabled",
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+
+        values: dict[str, pulumi.Input[str]] = dict(args.values)
+        self.generated = {
+            secret_name: random.RandomPassword(
+                f"{name}-{secret_name}", length=64, special=False, opts=child
+            )
+            for secret_name in args.generated
+        }
+        values.update({n: p.result for n, p in self.generated.items()})
+
+        self.secrets = {
+            secret_name: keyvault.Secret(
+                f"{name}-{secret_name}",
+                secret_name=secret_name,
+                vault_name=self.vault.name,
+                resource_group_name=args.resource_group_name,
+                properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value)),
+                tags=args.tags,
+                opts=child,
+            )
+            for secret_name, value in values.items()
+        }
+
+        self.vault_id = self.vault.id
+        self.vault_name = self.vault.name
+        self.vault_uri = self.vault.properties.apply(lambda p: p.vault_uri)
+        # Versionless URIs, so App Service picks up a rotated secret. Built from the vault URI and
+        # the secret's id: not secret themselves, and the app waits for the secret.
+        self.secret_uris = {
+            secret_name: pulumi.Output.all(self.vault_uri, secret.id).apply(
+                lambda parts, n=secret_name: f"{parts[0].rstrip('/')}/secrets/{n}"
+            )
+            for secret_name, secret in self.secrets.items()
+        }
+        self.register_outputs({
+            "vault_id": self.vault_id,
+            "vault_name": self.vault_name,
+            "vault_uri": self.vault_uri,
+            "secret_uris": self.secret_uris,
+        })

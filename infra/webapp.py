@@ -1,0 +1,147 @@
+"""App Service: Linux plan + Python web app, hardened, with the app's code run from a package."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import monitor, web
+
+from infra.identity import STORAGE_BLOB_DATA_CONTRIBUTOR, assign_role
+
+# The package has no console scripts (see infra/package.py), hence `python -m gunicorn`.
+STARTUP_COMMAND = "python -m gunicorn --bind=0.0.0.0 --timeout 120 'app:create_app()'"
+HEALTH_CHECK_PATH = "/readyz"
+LOG_CATEGORIES = ("AppServiceHTTPLogs", "AppServiceConsoleLogs", "AppServiceAppLogs",
+                  "AppServicePlatformLogs")
+
+
+@dataclass(kw_only=True)
+class WebAppArgs:
+    """Inputs of WebApp; `app_settings` come from infra/appsettings.py render()."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    plan_name: pulumi.Input[str]
+    app_name: pulumi.Input[str]
+    tags: pulumi.Input[dict[str, str]]
+    subscription_id: str
+    sku: str
+    capacity: int
+    python_version: str
+    app_settings: Sequence[web.NameValuePairArgs]
+    platform_identity_id: pulumi.Input[str]
+    blob_data_scope: pulumi.Input[str]
+    subnet_id: pulumi.Input[str] | None = None
+    log_workspace_id: pulumi.Input[str] | None = None
+
+
+class WebApp(pulumi.ComponentResource):
+    """Linux plan, web app (system + platform identity), blob role, logs, no basic auth.
+
+    HTTPS only, TLS 1.2, FTPS disabled, FTP/SCM basic-auth publishing off, always on,
+    health check on /readyz, gunicorn serving `app:create_app()`.
+    """
+
+    plan: web.AppServicePlan
+    app: web.WebApp
+    default_host_name: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+    outbound_ip_addresses: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("photoshare:webapp:WebApp", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.plan = web.AppServicePlan(
+            f"{name}-plan",
+            name=args.plan_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind="linux",
+            reserved=True,  # Linux
+            sku=web.SkuDescriptionArgs(name=args.sku, capacity=args.capacity),
+            tags=args.tags,
+            opts=child,
+        )
+        self.app = web.WebApp(
+            f"{name}-app",
+            name=args.app_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind="app,linux",
+            server_farm_id=self.plan.id,
+            https_only=True,
+            client_affinity_enabled=False,  # sessions live in a signed cookie; any instance serves
+            identity=web.ManagedServiceIdentityArgs(
+                type=web.ManagedServiceIdentityType.SYSTEM_ASSIGNED_USER_ASSIGNED,
+                user_assigned_identities=[args.platform_identity_id],
+            ),
+            key_vault_reference_identity=args.platform_identity_id,
+            virtual_network_subnet_id=args.subnet_id,
+            site_config=web.SiteConfigArgs(
+                linux_fx_version=f"PYTHON|{args.python_version}",
+                app_command_line=STARTUP_COMMAND,
+                app_settings=list(args.app_settings),
+                always_on=True,
+                ftps_state=web.FtpsState.DISABLED,
+                min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+                scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+                http20_enabled=True,
+                health_check_path=HEALTH_CHECK_PATH,
+                remote_debugging_enabled=False,
+                # Only private (RFC 1918) traffic goes through the VNet: the database.
+                vnet_route_all_enabled=False,
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        # Deployment goes through `pulumi up`, never FTP or Kudu with publishing passwords.
+        self.ftp_basic_auth = web.WebAppFtpAllowed(
+            f"{name}-ftp-basic-auth",
+            name=self.app.name,
+            resource_group_name=args.resource_group_name,
+            allow=False,
+            opts=child,
+        )
+        self.scm_basic_auth = web.WebAppScmAllowed(
+            f"{name}-scm-basic-auth",
+            name=self.app.name,
+            resource_group_name=args.resource_group_name,
+            allow=False,
+            opts=child,
+        )
+
+        self.principal_id = self.app.identity.apply(lambda i: i.principal_id if i else "")
+        # Contributor includes generateUserDelegationKey, needed for the read-only image links.
+        self.blob_data = assign_role(
+            f"{name}-blob-data-contributor",
+            subscription_id=args.subscription_id,
+            role=STORAGE_BLOB_DATA_CONTRIBUTOR,
+            principal_id=self.principal_id,
+            scope=args.blob_data_scope,
+            description="photoshare: the web app reads and writes image blobs",
+            parent=self,
+        )
+        if args.log_workspace_id is not None:
+            self.diagnostics = monitor.DiagnosticSetting(
+                f"{name}-diagnostics",
+                name="photoshare-logs",
+                resource_uri=self.app.id,
+                workspace_id=args.log_workspace_id,
+                logs=[
+                    monitor.DiagnosticsLogSettingsArgs(category=category, enabled=True)
+                    for category in LOG_CATEGORIES
+                ],
+                opts=child,
+            )
+
+        self.default_host_name = self.app.default_host_name
+        self.outbound_ip_addresses = self.app.possible_outbound_ip_addresses
+        self.register_outputs({
+            "default_host_name": self.default_host_name,
+            "principal_id": self.principal_id,
+        })

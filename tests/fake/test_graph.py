@@ -1,0 +1,220 @@
+"""Graph v1.0 users with an app-only token: B2C shapes ($select, null mail, identities,
+otherMails), Graph's error bodies, and the throttling/failure knobs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from devstack.fake_identity import FakeIdentityClient, FakeIdentityServer
+from devstack.fake_identity.tokens import app_only_access_token_claims
+from tests.fake.helpers import User, graph_token
+
+SELECT = "mail,otherMails,identities"
+
+
+def get_user(
+    fake: FakeIdentityServer, token: str, user_id: str, select: str | None = SELECT
+) -> requests.Response:
+    params = {"$select": select} if select else None
+    return requests.get(
+        f"{fake.base_url}/v1.0/users/{user_id}",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+@pytest.fixture
+def token(fake: FakeIdentityServer) -> str:
+    return graph_token(fake)
+
+
+def test_select_is_honoured(fake: FakeIdentityServer, token: str, user: User) -> None:
+    body = get_user(fake, token, user.oid).json()
+    assert list(body) == ["@odata.context", "mail", "otherMails", "identities"]
+    assert body["@odata.context"] == f"{fake.base_url}/v1.0/$metadata#users({SELECT})/$entity"
+
+
+def test_local_account_has_null_mail_and_email_in_identities(
+    fake: FakeIdentityServer, token: str, make_user: Callable[..., User]
+) -> None:
+    user = make_user("local")
+    domain = fake.config.b2c_domain
+    body = get_user(fake, token, user.oid).json()
+    assert body["mail"] is None
+    assert body["otherMails"] == []
+    assert body["identities"] == [
+        {"signInType": "emailAddress", "issuer": domain, "issuerAssignedId": user.email},
+        {"signInType": "userPrincipalName", "issuer": domain, "issuerAssignedId": f"{user.oid}@{domain}"},
+    ]
+
+
+def test_social_account_has_email_in_other_mails(
+    fake: FakeIdentityServer, token: str, make_user: Callable[..., User]
+) -> None:
+    user = make_user("social")
+    body = get_user(fake, token, user.oid).json()
+    assert body["mail"] is None
+    assert body["otherMails"] == [user.email]
+    federated = body["identities"][0]
+    assert federated["signInType"] == "federated" and federated["issuer"] == "google.com"
+    assert federated["issuerAssignedId"] != user.email
+    assert all(i["signInType"] != "emailAddress" for i in body["identities"])
+
+
+def test_explicit_mail(fake: FakeIdentityServer, token: str, make_user: Callable[..., User]) -> None:
+    user = make_user("local", mail="work@example.org")
+    assert get_user(fake, token, user.oid).json()["mail"] == "work@example.org"
+
+
+def test_default_projection_and_lookup_by_upn(fake: FakeIdentityServer, token: str, user: User) -> None:
+    upn = f"{user.oid}@{fake.config.b2c_domain}"
+    body = get_user(fake, token, upn, select=None).json()
+    assert body["id"] == user.oid and body["userPrincipalName"] == upn
+    assert body["displayName"] == user.name and body["mail"] is None
+    assert "identities" not in body and "otherMails" not in body
+    assert body["@odata.context"].endswith("#users/$entity")
+
+
+def test_unknown_user_is_404(fake: FakeIdentityServer, token: str) -> None:
+    missing = str(uuid.uuid4())
+    response = get_user(fake, token, missing)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "Request_ResourceNotFound"
+    assert error["message"] == (
+        f"Resource '{missing}' does not exist or one of its queried reference-property objects "
+        "are not present."
+    )
+    assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+
+
+def test_unknown_select_property_is_400(fake: FakeIdentityServer, token: str, user: User) -> None:
+    response = get_user(fake, token, user.oid, select="mail,nope")
+    assert response.status_code == 400
+    assert "'nope'" in response.json()["error"]["message"]
+
+
+def test_list_users_with_top(fake: FakeIdentityServer, token: str, make_user: Callable[..., User]) -> None:
+    make_user(), make_user()
+    response = requests.get(
+        f"{fake.base_url}/v1.0/users", params={"$top": "1"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    body = response.json()
+    assert len(body["value"]) == 1 and "@odata.nextLink" in body
+    next_page = requests.get(body["@odata.nextLink"], headers={"Authorization": f"Bearer {token}"}).json()
+    assert next_page["value"][0]["id"] != body["value"][0]["id"]
+
+
+# --- authentication and authorization ------------------------------------------------------------
+
+
+def _forged(fake: FakeIdentityServer, **changes: object) -> str:
+    cfg = fake.config
+    claims = app_only_access_token_claims(
+        tenant_id=cfg.b2c_tenant_id,
+        client_id=cfg.client_id,
+        resource="https://graph.microsoft.com",
+        roles=["User.Read.All"],
+        lifetime=3600,
+    )
+    return fake.fake.key.sign({**claims, **changes})
+
+
+@pytest.mark.parametrize(
+    ("make_token", "message"),
+    [
+        (lambda fake: "", "Access token is empty."),
+        (lambda fake: "not-a-jwt", "Access token validation failure."),
+        (
+            lambda fake: _forged(fake, exp=int(time.time()) - 600),
+            "Lifetime validation failed, the token is expired.",
+        ),
+        (
+            lambda fake: _forged(fake, aud="api://something-else"),
+            "Access token validation failure. Invalid audience.",
+        ),
+        (
+            lambda fake: _forged(fake, tid=fake.config.main_tenant_id),
+            "Access token validation failure. Invalid issuer.",
+        ),
+        (
+            lambda fake: fake.fake.key.sign_with_wrong_key({"aud": "https://graph.microsoft.com"}),
+            "Access token validation failure.",
+        ),
+    ],
+    ids=["missing", "garbage", "expired", "audience", "tenant", "signature"],
+)
+def test_bad_tokens_are_401(
+    fake: FakeIdentityServer, user: User, make_token: Callable[[FakeIdentityServer], str], message: str
+) -> None:
+    response = get_user(fake, make_token(fake), user.oid)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert response.json()["error"]["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("roles", "status"), [([], 403), (["Mail.Send"], 403), (["Directory.Read.All"], 200)]
+)
+def test_roles_are_required(
+    fake: FakeIdentityServer, control: FakeIdentityClient, user: User, roles: list[str], status: int
+) -> None:
+    control.set_knobs(roles=roles)
+    response = get_user(fake, graph_token(fake), user.oid)
+    assert response.status_code == status
+    if status == 403:
+        error = response.json()["error"]
+        assert error["code"] == "Authorization_RequestDenied"
+        assert error["message"] == "Insufficient privileges to complete the operation."
+
+
+# --- knobs and counters --------------------------------------------------------------------------
+
+
+def test_throttle_gives_429_with_retry_after_then_success(
+    fake: FakeIdentityServer, control: FakeIdentityClient, token: str, user: User
+) -> None:
+    control.set_knobs(graph_throttle={"count": 2, "retry_after": 3})
+    for _ in range(2):
+        response = get_user(fake, token, user.oid)
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "3"
+        assert response.json()["error"]["code"] == "TooManyRequests"
+    assert get_user(fake, token, user.oid).status_code == 200
+    assert control.counters()["graph"] == 3
+    assert control.knobs()["graph_throttle"] is None
+
+
+def test_throttle_can_be_503(
+    fake: FakeIdentityServer, control: FakeIdentityClient, token: str, user: User
+) -> None:
+    control.set_knobs(graph_throttle={"count": 1, "retry_after": 1, "status": 503})
+    response = get_user(fake, token, user.oid)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "ServiceUnavailable"
+
+
+def test_graph_fail_gives_500(
+    fake: FakeIdentityServer, control: FakeIdentityClient, token: str, user: User
+) -> None:
+    control.set_knobs(graph_fail={"count": 1, "status": 500})
+    response = get_user(fake, token, user.oid)
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert "code" in response.json()["error"]
+    assert get_user(fake, token, user.oid).status_code == 200
+
+
+def test_graph_counter_counts_every_request(
+    fake: FakeIdentityServer, control: FakeIdentityClient, token: str, user: User
+) -> None:
+    get_user(fake, token, user.oid)
+    get_user(fake, "", user.oid)
+    get_user(fake, token, str(uuid.uuid4()))
+    counters = control.counters()
+    assert counters["graph"] == 3
+    assert counters["client_credentials_token"] == 1

@@ -1,0 +1,267 @@
+"""Each security property of the issue, asserted on the inputs the program gives Azure."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from urllib.parse import quote
+
+import pytest
+
+from infra.identity import (
+    KEY_VAULT_SECRETS_USER,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_BLOB_DATA_READER,
+)
+from tests.infra.conftest import (
+    B2C_CLIENT_SECRET,
+    B2C_TENANT,
+    MAIN_TENANT,
+    SUBSCRIPTION,
+    Deployment,
+    contains_secret,
+    plain,
+)
+
+pytestmark = pytest.mark.infra
+
+EXPECTED_TAGS = {"project": "photoshare", "stack": "dev", "owner": "alice@example.com"}
+STORAGE = "azure-native:storage:StorageAccount"
+WEB_APP = "azure-native:web:WebApp"
+
+
+def secret_values(deployment: Deployment) -> list[str]:
+    """Every secret the program handles: configured, generated, and the database URL."""
+    generated = [
+        plain(r.inputs).get("result") or f"generated-{r.name}-Aa1-_"
+        for r in deployment.of_type("random:index/randomPassword:RandomPassword")
+    ]
+    stored = [
+        plain(r.inputs)["properties"]["value"] for r in deployment.of_type("azure-native:keyvault:Secret")
+    ]
+    return [B2C_CLIENT_SECRET, *generated, *stored]
+
+
+# --- Storage ------------------------------------------------------------------------------------
+
+def test_image_storage_is_private_https_tls12_and_keyless(default) -> None:
+    account = default.named("storage-account").plain
+    assert account["kind"] == "StorageV2"
+    assert account["enableHttpsTrafficOnly"] is True
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["allowBlobPublicAccess"] is False
+    assert account["allowSharedKeyAccess"] is False
+    assert account["defaultToOAuthAuthentication"] is True
+
+
+def test_images_container_is_private(default) -> None:
+    container = default.named("storage-images").plain
+    assert container["containerName"] == "images"
+    assert container["publicAccess"] == "None"
+
+
+def test_blob_soft_delete_is_on(default) -> None:
+    service = default.one("azure-native:storage:BlobServiceProperties").plain
+    assert service["deleteRetentionPolicy"] == {"enabled": True, "days": 7}
+    assert service["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
+
+
+def test_package_storage_is_private_too(default) -> None:
+    account = default.named("package-account").plain
+    assert account["allowBlobPublicAccess"] is False
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["enableHttpsTrafficOnly"] is True
+    assert default.named("package-container").plain["publicAccess"] == "None"
+
+
+# --- Database -----------------------------------------------------------------------------------
+
+def test_postgres_flexible_server_defaults_are_small_and_current(default) -> None:
+    server = default.one("azure-native:dbforpostgresql:Server").plain
+    assert server["version"] == "16"
+    assert server["sku"] == {"name": "Standard_B1ms", "tier": "Burstable"}
+    assert server["storage"] == {"storageSizeGB": 32}
+    assert server["backup"]["backupRetentionDays"] == 7
+    assert server["backup"]["geoRedundantBackup"] == "Disabled"
+    assert server["highAvailability"]["mode"] == "Disabled"
+    assert server["authConfig"]["passwordAuth"] == "Enabled"
+
+
+def test_postgres_requires_tls(default) -> None:
+    setting = default.one("azure-native:dbforpostgresql:Configuration").plain
+    assert setting["configurationName"] == "require_secure_transport"
+    assert setting["value"] == "on"
+
+
+def test_the_apps_database_exists(default) -> None:
+    database = default.one("azure-native:dbforpostgresql:Database").plain
+    assert database["databaseName"] == "photoshare"
+    assert database["charset"] == "UTF8"
+
+
+def test_admin_password_is_generated_and_secret(default) -> None:
+    server = default.one("azure-native:dbforpostgresql:Server")
+    assert contains_secret(server.inputs["administratorLoginPassword"])
+    password = default.named("database-admin-password").plain
+    assert password["length"] >= 32
+    assert "administratorLoginPassword" not in json.dumps(plain(default.outputs))
+
+
+def test_database_url_in_key_vault_has_the_password_and_requires_tls(default) -> None:
+    secret = default.named("secrets-database-url")
+    assert contains_secret(secret.inputs["properties"])
+    url = secret.plain["properties"]["value"]
+    server = default.one("azure-native:dbforpostgresql:Server").plain["serverName"]
+    password = quote("generated-database-admin-password-Aa1-_", safe="")
+    assert url == (
+        f"postgresql://photoshare:{password}@{server}.postgres.database.azure.com:5432/photoshare"
+        "?sslmode=require"
+    )
+
+
+def test_vnet_mode_has_no_public_endpoint_and_no_firewall(default) -> None:
+    network = default.one("azure-native:dbforpostgresql:Server").plain["network"]
+    assert network["publicNetworkAccess"] == "Disabled"
+    assert "/mock/Subnet/postgres" in network["delegatedSubnetResourceId"]
+    assert network["privateDnsZoneArmResourceId"].endswith(".private.postgres.database.azure.com")
+    assert default.of_type("azure-native:dbforpostgresql:FirewallRule") == []
+
+
+# --- Key Vault ----------------------------------------------------------------------------------
+
+def test_key_vault_uses_rbac_in_the_deploying_tenant(default) -> None:
+    properties = default.one("azure-native:keyvault:Vault").plain["properties"]
+    assert properties["enableRbacAuthorization"] is True
+    assert not properties.get("accessPolicies")
+    assert properties["enableSoftDelete"] is True
+    # The vault belongs to the subscription's directory, never the B2C one.
+    assert properties["tenantId"] == MAIN_TENANT != B2C_TENANT
+
+
+def test_key_vault_holds_each_secret_as_a_pulumi_secret(default) -> None:
+    secrets = {s.plain["secretName"]: s for s in default.of_type("azure-native:keyvault:Secret")}
+    assert set(secrets) == {"b2c-client-secret", "database-url", "flask-secret-key"}
+    for secret in secrets.values():
+        assert contains_secret(secret.inputs["properties"]), secret.name
+    assert secrets["b2c-client-secret"].plain["properties"]["value"] == B2C_CLIENT_SECRET
+    assert len(secrets["flask-secret-key"].plain["properties"]["value"]) > 16
+
+
+# --- Web app ------------------------------------------------------------------------------------
+
+def test_linux_plan_is_sized_from_config(default) -> None:
+    plan = default.one("azure-native:web:AppServicePlan").plain
+    assert plan["kind"] == "linux"
+    assert plan["reserved"] is True
+    assert plan["sku"] == {"name": "B1", "capacity": 1}
+
+
+def test_web_app_is_hardened(default) -> None:
+    app = default.one(WEB_APP).plain
+    site = app["siteConfig"]
+    assert app["httpsOnly"] is True
+    assert site["minTlsVersion"] == "1.2"
+    assert site["scmMinTlsVersion"] == "1.2"
+    assert site["ftpsState"] == "Disabled"
+    assert site["alwaysOn"] is True
+    assert site["healthCheckPath"] == "/readyz"
+    assert site["linuxFxVersion"] == "PYTHON|3.11"
+    assert "gunicorn --bind=0.0.0.0 --timeout 120 'app:create_app()'" in site["appCommandLine"]
+    for resource in ("azure-native:web:WebAppFtpAllowed", "azure-native:web:WebAppScmAllowed"):
+        assert default.one(resource).plain["allow"] is False
+
+
+def test_web_app_has_a_system_identity_and_a_platform_identity(default) -> None:
+    app = default.one(WEB_APP).plain
+    identity_id = default.one("azure-native:managedidentity:UserAssignedIdentity")
+    assert app["identity"]["type"] == "SystemAssigned, UserAssigned"
+    [platform_id] = app["identity"]["userAssignedIdentities"]
+    assert platform_id.endswith(identity_id.plain["resourceName"])
+    assert app["keyVaultReferenceIdentity"] == platform_id
+    assert default.app_settings["WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"] == platform_id
+
+
+def test_code_is_run_from_the_private_package_blob_without_a_sas(default) -> None:
+    blob = default.one("azure-native:storage:Blob").plain
+    url = default.app_settings["WEBSITE_RUN_FROM_PACKAGE"]
+    assert url.endswith(f"/packages/{blob['blobName']}")
+    assert blob["blobName"] == "photoshare-0123456789abcdef.zip"
+    assert "?" not in url and "sig=" not in url
+    assert default.app_settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "false"
+
+
+def test_role_assignments_grant_exactly_what_each_identity_needs(default) -> None:
+    def role(guid: str) -> str:
+        return f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+    assignments = {
+        (a["principalId"], a["roleDefinitionId"], a["scope"].rsplit("/", 1)[-1])
+        for a in (r.plain for r in default.of_type("azure-native:authorization:RoleAssignment"))
+    }
+    images = default.named("storage-account").plain["accountName"]
+    vault = default.one("azure-native:keyvault:Vault").plain["vaultName"]
+    assert assignments == {
+        ("web-system-principal", role(STORAGE_BLOB_DATA_CONTRIBUTOR), images),
+        ("platform-principal", role(KEY_VAULT_SECRETS_USER), vault),
+        ("platform-principal", role(STORAGE_BLOB_DATA_READER), "packages"),
+    }
+    for assignment in default.of_type("azure-native:authorization:RoleAssignment"):
+        assert assignment.plain["principalType"] == "ServicePrincipal"
+
+
+def test_web_app_joins_the_vnet_by_default(default) -> None:
+    app = default.one(WEB_APP).plain
+    assert "/mock/Subnet/app" in app["virtualNetworkSubnetId"]
+    delegations = {
+        r.plain["subnetName"]: r.plain["delegations"][0]["serviceName"]
+        for r in default.of_type("azure-native:network:Subnet")
+    }
+    assert delegations == {
+        "app": "Microsoft.Web/serverFarms",
+        "postgres": "Microsoft.DBforPostgreSQL/flexibleServers",
+    }
+
+
+# --- Secrets never leak; tags everywhere --------------------------------------------------------
+
+def test_no_secret_reaches_the_web_app_or_the_outputs(default) -> None:
+    app = default.one(WEB_APP)
+    assert not contains_secret(app.inputs), "a Pulumi secret flows into the web app's inputs"
+    exposed = json.dumps(app.plain) + json.dumps(default.outputs)
+    for value in secret_values(default):
+        assert value not in exposed
+
+
+def test_outputs_are_the_documented_ones_and_none_is_secret(default) -> None:
+    assert {
+        "siteUrl", "redirectUri", "storageAccountName", "postgresServerFqdn", "resourceGroupName",
+    } <= set(default.outputs)
+    assert default.secret_outputs == set()
+    host = default.one(WEB_APP).plain["name"] + ".azurewebsites.net"
+    assert default.outputs["siteUrl"] == f"https://{host}"
+    assert default.outputs["redirectUri"] == f"https://{host}/auth/callback"
+    assert default.outputs["postgresServerFqdn"].endswith(".postgres.database.azure.com")
+
+
+def test_secrets_only_appear_where_they_belong(default) -> None:
+    allowed = {"azure-native:keyvault:Secret", "azure-native:dbforpostgresql:Server"}
+    for resource in default.resources:
+        if resource.typ in allowed:
+            continue
+        assert not contains_secret(resource.inputs), f"{resource.typ} {resource.name} gets a secret"
+
+
+def _accepts_tags(typ: str) -> bool:
+    package, module, name = typ.split(":")
+    if package != "azure-native":
+        return False
+    cls = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), name)
+    return "tags" in inspect.signature(cls._internal_init).parameters
+
+
+def test_every_taggable_resource_carries_project_stack_and_owner_tags(default) -> None:
+    taggable = [r for r in default.resources if _accepts_tags(r.typ)]
+    assert len(taggable) >= 12
+    for resource in taggable:
+        assert resource.plain.get("tags") == EXPECTED_TAGS, f"{resource.typ} {resource.name}"

@@ -1,0 +1,133 @@
+"""The integration suite's story: real services (per TEST_SERVICES), the fake B2C/Graph over
+HTTPS, the app under gunicorn, and clients that sign in through the fake's page."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from devstack.appserver import AppServer
+from devstack.fake_identity.client import FakeIdentityClient
+from devstack.fake_identity.config import FakeConfig
+from devstack.fake_identity.server import FakeIdentityServer
+from devstack.fake_identity.tls import make_tls
+from devstack.stack import identity_env
+from tests.integration.client import AppClient
+from tests.services import Services, chosen_provider, provide
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with provide(chosen_provider()) as provided:
+        yield provided
+
+
+@pytest.fixture(scope="session")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIdentityServer]:
+    tls = make_tls(tmp_path_factory.mktemp("tls"))
+    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    # The test process talks to the fake too (its sign-in page, its control API).
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(tls.bundle_pem)
+    server = FakeIdentityServer(FakeConfig.random(b2c_tenant_name="photosharetest"), tls=tls).start()
+    server.bundle_pem = tls.bundle_pem  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def fake(identity: FakeIdentityServer) -> Iterator[FakeIdentityClient]:
+    """The fake's control API, with knobs and counters reset around each test."""
+    client = FakeIdentityClient(identity.base_url)
+    client.reset()
+    yield client
+    client.reset()
+
+
+@pytest.fixture(scope="session")
+def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        APP_ENV="development",
+        SECRET_KEY=secrets.token_hex(32),
+        DATABASE_URL=services.database_url,
+        AZURE_STORAGE_CONNECTION_STRING=services.storage_connection_string,
+        AZURE_STORAGE_CONTAINER="images",
+        EMAIL_CACHE_TTL_SECONDS="3600",
+    )
+    env.update(identity_env(identity, identity.bundle_pem))  # type: ignore[attr-defined]
+    return env
+
+
+@pytest.fixture(scope="session")
+def start_app(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    Callable[..., AppServer]
+]:
+    """Start extra app instances (other settings, more workers); all stopped at the end."""
+    started: list[AppServer] = []
+
+    def start(workers: int = 2, **overrides: str) -> AppServer:
+        server = AppServer(env={**app_env, **overrides}, workers=workers,
+                           log_dir=tmp_path_factory.mktemp("app"))
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_server(start_app: Callable[..., AppServer]) -> AppServer:
+    return start_app()
+
+
+@pytest.fixture
+def make_user(fake: FakeIdentityClient) -> Callable[..., dict]:
+    """Create a user in the fake B2C directory: kind local_with_emails_claim | local | social."""
+
+    def make(kind: str = "local_with_emails_claim", **extra: str) -> dict:
+        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+        password = secrets.token_urlsafe(12)
+        user = fake.add_user(email, password, name=f"Test {kind}", kind=kind, **extra)
+        return {**user, "email": email, "password": password}
+
+    return make
+
+
+@pytest.fixture
+def client(app_server: AppServer, fake: FakeIdentityClient) -> AppClient:
+    return AppClient(app_server.url, fake)
+
+
+@pytest.fixture
+def signed_in(client: AppClient, make_user: Callable[..., dict]) -> AppClient:
+    """A client really signed in through the fake B2C page, as a user whose token has `emails`."""
+    client.sign_in(make_user())
+    return client
+
+
+@pytest.fixture
+def client_factory(app_server: AppServer, fake: FakeIdentityClient) -> Callable[..., AppClient]:
+    """More clients (other users, other app instances)."""
+
+    def make(server: AppServer | None = None) -> AppClient:
+        return AppClient((server or app_server).url, fake)
+
+    return make

@@ -1,0 +1,90 @@
+"""Where the tests' Azurite and PostgreSQL come from: `TEST_SERVICES=auto|containers|local|external`.
+
+- containers: testcontainers (needs a Docker engine); images pinned.
+- local: devstack's processes, the same code `make dev` uses.
+- external: `TEST_DATABASE_URL` and `TEST_STORAGE_CONNECTION_STRING` from the environment.
+- auto (default): containers when a Docker engine answers, else local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+POSTGRES_IMAGE = "postgres:16.6-alpine"
+PROVIDERS = ("auto", "containers", "local", "external")
+
+
+@dataclass
+class Services:
+    provider: str
+    database_url: str
+    storage_connection_string: str
+    # The local provider's handles, for tests that stop and start a service mid-test.
+    postgres: Any = None
+    azurite: Any = None
+
+
+def docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+        return True
+    except Exception:  # noqa: BLE001  # any failure means "no engine here"
+        return False
+
+
+def chosen_provider() -> str:
+    provider = os.environ.get("TEST_SERVICES", "auto").strip().lower() or "auto"
+    if provider not in PROVIDERS:
+        raise ValueError(f"TEST_SERVICES must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    if provider == "auto":
+        return "containers" if docker_answers() else "local"
+    return provider
+
+
+@contextlib.contextmanager
+def provide(provider: str) -> Iterator[Services]:
+    if provider == "local":
+        yield from _local()
+    elif provider == "containers":
+        yield from _containers()
+    elif provider == "external":
+        yield _external()
+    else:
+        raise ValueError(f"unknown provider {provider!r}")
+
+
+def _local() -> Iterator[Services]:
+    from devstack.azurite import Azurite
+    from devstack.postgres import Postgres
+
+    with Postgres() as postgres, Azurite() as azurite:
+        yield Services("local", postgres.url, azurite.connection_string, postgres, azurite)
+
+
+def _containers() -> Iterator[Services]:
+    from testcontainers.community.azurite import AzuriteContainer
+    from testcontainers.community.postgres import PostgresContainer
+
+    postgres = PostgresContainer(POSTGRES_IMAGE, username="photoshare", password="photoshare",  # noqa: S106
+                                 dbname="photoshare", driver=None)
+    azurite = AzuriteContainer(AZURITE_IMAGE).with_command(
+        "azurite-blob --blobHost 0.0.0.0 --skipApiVersionCheck --inMemoryPersistence"
+    )
+    with postgres, azurite:
+        yield Services("containers", postgres.get_connection_url(), azurite.get_connection_string())
+
+
+def _external() -> Services:
+    missing = [n for n in ("TEST_DATABASE_URL", "TEST_STORAGE_CONNECTION_STRING") if not os.environ.get(n)]
+    if missing:
+        raise ValueError(f"TEST_SERVICES=external needs {' and '.join(missing)}")
+    return Services("external", os.environ["TEST_DATABASE_URL"], os.environ["TEST_STORAGE_CONNECTION_STRING"])
