@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .context import FakeIdentity, base_url, current
 from .entra import client_credentials_from_request
 from .errors import b2c_description, b2c_error
-from .state import AuthCode, FakeUser, RefreshGrant, StateError
+from .state import REFRESH_TOKEN_LIFETIME, AuthCode, FakeUser, RefreshGrant, StateError
 from .tokens import apply_defect, b2c_id_token_claims, unsigned_jwt
 
 bp = Blueprint("fake_b2c", __name__)
@@ -46,7 +46,6 @@ ACCOUNT_KINDS = [
     ("social", "Social account (email only in otherMails)"),
 ]
 SOCIAL_IDP = "google.com"
-REFRESH_TOKEN_LIFETIME = 14 * 24 * 3600
 
 
 class Rejected(Exception):

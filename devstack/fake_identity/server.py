@@ -25,6 +25,7 @@ def create_fake_app(config: FakeConfig) -> Flask:
     """Build the fake Entra/B2C/Graph app: fresh signing key, state seeded from `config.users`."""
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Microsoft's field order
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     state = FakeState()
     for user in config.users:
         state.add_user(**user)

@@ -159,6 +159,17 @@ def test_bad_tokens_are_401(
 
 
 @pytest.mark.parametrize(
+    "resource", ["https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000", "{base}"]
+)
+def test_graph_accepts_its_resource_ids_and_its_own_origin(
+    fake: FakeIdentityServer, user: User, resource: str
+) -> None:
+    """Apps may derive the scope from GRAPH_ENDPOINT (`{endpoint}/.default`), here the fake."""
+    token = _forged(fake, aud=resource.format(base=fake.base_url))
+    assert get_user(fake, token, user.oid).status_code == 200
+
+
+@pytest.mark.parametrize(
     ("roles", "status"), [([], 403), (["Mail.Send"], 403), (["Directory.Read.All"], 200)]
 )
 def test_roles_are_required(
