@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -172,23 +173,16 @@ class GraphClient:
             result = self._app().acquire_token_for_client(scopes=[self.scope])
         except ValueError as exc:  # MSAL raises on a 4xx from tenant discovery (unknown tenant)
             raise translate_token_error(
-                str(exc), tenant_id=self.tenant_id, client_id=self.client_id
+                f"{exc} {exc.__context__ or ''}", tenant_id=self.tenant_id, client_id=self.client_id
             ) from None
-        except (requests.RequestException, RuntimeError) as exc:
+        except (requests.RequestException, MsalServiceError) as exc:  # unreachable, or 5xx
             raise TokenError(
                 "token_endpoint_unavailable",
-                f"The token endpoint at {self.authority} did not answer ({type(exc).__name__}).",
+                f"The token endpoint at {self.authority} is unavailable ({type(exc).__name__}); "
+                "try again shortly.",
                 status=503,
             ) from None
         if "access_token" not in result:
-            if str(result.get("error", "")).startswith("temporarily_unavailable") or (
-                "error_codes" not in result and "AADSTS" not in str(result.get("error_description"))
-            ):
-                raise TokenError(
-                    "token_endpoint_unavailable",
-                    f"The token endpoint at {self.authority} failed: {result.get('error')}.",
-                    status=503,
-                )
             raise translate_token_error(result, tenant_id=self.tenant_id, client_id=self.client_id)
         return result
 

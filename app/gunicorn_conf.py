@@ -1,4 +1,6 @@
-"""gunicorn settings for App Service (and `make dev`): `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
+"""gunicorn settings for App Service and `make dev`.
+
+Run as `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
 
 gthread workers: requests mostly wait on PostgreSQL, Blob Storage and Graph, so a few threads
 per process serve more than more processes would, and memory stays small (B1: 1.75 GB).

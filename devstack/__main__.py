@@ -26,7 +26,9 @@ def _real_b2c_settings(env_file: Path) -> dict[str, str]:
     values = {k: v for k, v in dotenv_values(env_file).items() if v} if env_file.exists() else {}
     values.update({k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "GRAPH_")) and v})
     if all(values.get(name) for name in REAL_B2C_SETTINGS):
-        return {k: v for k, v in values.items() if k.startswith(("AZURE_AD_B2C_", "AZURE_AUTHORITY", "GRAPH_"))}
+        return {
+            k: v for k, v in values.items() if k.startswith(("AZURE_AD_B2C_", "AZURE_AUTHORITY", "GRAPH_"))
+        }
     return {}
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    stack = LocalStack(fake_identity=not real_b2c)
+    stack = LocalStack(fake_identity=not real_b2c, tls_dir=PROJECT_ROOT / ".devstack" / "tls")
     app: AppServer | None = None
     try:
         print("starting PostgreSQL, Azurite" + ("" if real_b2c else " and the fake B2C/Graph server") + "…")
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             assert stack.fake is not None
             print(f"  fake B2C/Graph at {stack.fake.base_url}: sign up on its page with any email")
+            print("  its certificate comes from a local throw-away CA: accept the browser's warning,")
+            print(f"  or trust {stack.ca_pem} once (it is kept in .devstack/ across runs)")
         print(f"  app log: {app.log_path}")
         print("  Ctrl-C stops everything.")
         print(flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from devstack.azurite import Azurite
 from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
-from devstack.fake_identity.tls import make_tls
+from devstack.fake_identity.tls import load_or_make_tls, make_tls
 from devstack.postgres import Postgres
 
 # Settings that, when present (in the environment or .env), mean "use the real B2C tenant".
@@ -50,7 +50,9 @@ def identity_env(fake: FakeIdentityServer, bundle_pem: Path) -> dict[str, str]:
 class LocalStack:
     """Everything the app needs, as local processes (and a thread for the fake identity server)."""
 
-    def __init__(self, *, base_dir: Path | None = None, fake_identity: bool = True) -> None:
+    def __init__(
+        self, *, base_dir: Path | None = None, fake_identity: bool = True, tls_dir: Path | None = None
+    ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="photoshare-devstack-"))
         self.base_dir.chmod(0o711)  # the postgres user must reach its data dir below
@@ -59,14 +61,16 @@ class LocalStack:
         self.fake: FakeIdentityServer | None = None
         self._want_fake = fake_identity
         self.bundle_pem: Path | None = None
+        self.ca_pem: Path | None = None
+        self._tls_dir = tls_dir
 
     def start(self) -> LocalStack:
         try:
             self.postgres.start()
             self.azurite.start()
             if self._want_fake:
-                tls = make_tls(self.base_dir / "tls")
-                self.bundle_pem = tls.bundle_pem
+                tls = load_or_make_tls(self._tls_dir) if self._tls_dir else make_tls(self.base_dir / "tls")
+                self.bundle_pem, self.ca_pem = tls.bundle_pem, tls.ca_pem
                 self.fake = FakeIdentityServer(FakeConfig.random(), tls=tls).start()
         except BaseException:
             self.stop()

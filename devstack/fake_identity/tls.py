@@ -67,3 +67,23 @@ def make_tls(dirpath: str | os.PathLike[str]) -> TlsFiles:
     ca_text = files.ca_pem.read_text(encoding="utf-8")
     files.bundle_pem.write_text(system.rstrip("\n") + "\n" + ca_text, encoding="utf-8")
     return files
+
+
+def load_or_make_tls(dirpath: str | os.PathLike[str]) -> TlsFiles:
+    """Reuse the CA and certificate kept in `dirpath` (so a browser that trusts the CA once keeps
+    trusting it across `make dev` runs); create them on first use."""
+    directory = Path(dirpath)
+    files = TlsFiles(
+        ca_pem=directory / "fake-identity-ca.pem",
+        cert_pem=directory / "fake-identity-cert.pem",
+        key_pem=directory / "fake-identity-key.pem",
+        bundle_pem=directory / "fake-identity-bundle.pem",
+    )
+    if not (files.ca_pem.is_file() and files.cert_pem.is_file() and files.key_pem.is_file()):
+        return make_tls(directory)
+    system = system_trust_bundle()
+    if system.resolve() != files.bundle_pem.resolve():
+        ca_text = files.ca_pem.read_text(encoding="utf-8")
+        files.bundle_pem.write_text(system.read_text(encoding="utf-8").rstrip("\n") + "\n" + ca_text,
+                                    encoding="utf-8")
+    return files

@@ -13,7 +13,9 @@ from PIL import Image
 from devstack.fake_identity.client import FakeIdentityClient
 
 
-def make_image(fmt: str = "JPEG", size: tuple[int, int] = (320, 240), color=(200, 60, 40), **options) -> bytes:
+def make_image(
+    fmt: str = "JPEG", size: tuple[int, int] = (320, 240), color=(200, 60, 40), **options
+) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, fmt, **options)
     return out.getvalue()
@@ -72,9 +74,7 @@ class AppClient:
             headers["Accept"] = "application/json"
         else:
             headers["Accept"] = "text/html"
-        return self.request(
-            "POST", "/photos", files=[("file", f) for f in files], headers=headers
-        )
+        return self.request("POST", "/photos", files=[("file", f) for f in files], headers=headers)
 
     def photos(self, **params: Any) -> dict[str, Any]:
         response = self.get("/api/photos", params=params)

@@ -76,15 +76,16 @@ def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def start_app(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    Callable[..., AppServer]
-]:
+def start_app(
+    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., AppServer]]:
     """Start extra app instances (other settings, more workers); all stopped at the end."""
     started: list[AppServer] = []
 
     def start(workers: int = 2, **overrides: str) -> AppServer:
-        server = AppServer(env={**app_env, **overrides}, workers=workers,
-                           log_dir=tmp_path_factory.mktemp("app"))
+        server = AppServer(
+            env={**app_env, **overrides}, workers=workers, log_dir=tmp_path_factory.mktemp("app")
+        )
         started.append(server.start())
         return server
 

@@ -50,8 +50,9 @@ def test_a_wrong_state_is_refused(client: AppClient, make_user):
     assert client.get("/api/me").status_code == 401
 
 
-@pytest.mark.parametrize("defect", ["wrong_aud", "wrong_iss", "expired", "bad_signature", "alg_none",
-                                    "wrong_nonce"])
+@pytest.mark.parametrize(
+    "defect", ["wrong_aud", "wrong_iss", "expired", "bad_signature", "alg_none", "wrong_nonce"]
+)
 def test_defective_id_tokens_are_refused(client: AppClient, make_user, fake, defect):
     user = make_user()
     fake.set_knobs(next_id_token=defect)
@@ -94,7 +95,8 @@ def test_a_tampered_session_cookie_is_refused(signed_in: AppClient):
 
 def test_sign_up_on_the_page_then_sign_in(client: AppClient, identity):
     email = f"new.{uuid.uuid4().hex[:8]}@example.com"
-    params = client.fake.sign_up(client.start_login(), name="New Person", email=email,
-                                 password="Correct-Horse-1", kind="local")
+    params = client.fake.sign_up(
+        client.start_login(), name="New Person", email=email, password="Correct-Horse-1", kind="local"
+    )
     assert client.finish_login(params).status_code == 302
     assert client.get("/api/me/email").json() == {"email": email, "source": "graph"}

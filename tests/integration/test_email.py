@@ -81,8 +81,7 @@ def test_graph_throttling_past_the_budget_is_a_clear_503(client: AppClient, make
     assert client.upload(("a.png", make_image("PNG"), "image/png")).status_code == 201
 
 
-def test_main_tenant_id_instead_of_the_b2c_one_is_named(start_app, client_factory, make_user, fake,
-                                                          identity):
+def test_main_tenant_id_instead_of_the_b2c_one_is_named(start_app, client_factory, make_user, fake, identity):
     """The source article's mistake: the app-only token asked from the company's main tenant."""
     wrong = start_app(AZURE_AD_B2C_TENANT_ID=identity.config.main_tenant_id)
     client = client_factory(wrong)
@@ -114,3 +113,18 @@ def test_expired_secret_is_named(client: AppClient, make_user, fake, start_app, 
     response = c.get("/api/me/email")
     assert response.status_code == 502
     assert response.json()["error"] == "expired_secret"
+
+
+def test_token_endpoint_down_is_a_clear_503_and_uploads_still_work(
+    start_app, client_factory, make_user, fake
+):
+    fresh = start_app()  # no token cached yet
+    c = client_factory(fresh)
+    c.sign_in(make_user("local"))
+    fake.set_knobs(token_endpoint_down=True)
+    response = c.get("/api/me/email")
+    assert response.status_code == 503
+    assert response.json()["error"] == "token_endpoint_unavailable"
+    from tests.integration.client import make_image
+
+    assert c.upload(("a.png", make_image("PNG"), "image/png")).status_code == 201

@@ -19,7 +19,10 @@ def test_upload_list_download_delete(signed_in: AppClient, services):
     assert response.status_code == 201, response.text
     created = response.json()["photos"]
     assert [p["filename"] for p in created] == ["holiday.jpg", "chart.png"]
-    assert [(p["width"], p["height"], p["size"]) for p in created] == [(640, 480, len(jpeg)), (300, 200, len(png))]
+    assert [(p["width"], p["height"], p["size"]) for p in created] == [
+        (640, 480, len(jpeg)),
+        (300, 200, len(png)),
+    ]
 
     listed = signed_in.photos()["photos"]
     assert {p["id"] for p in listed} == {p["id"] for p in created}
@@ -114,7 +117,9 @@ def test_signed_out_callers_get_401_json_or_the_sign_in_page(client: AppClient):
 
 def test_state_changing_requests_need_the_csrf_token(signed_in: AppClient):
     response = signed_in.request(
-        "POST", "/photos", files=[("file", ("a.png", make_image("PNG"), "image/png"))],
+        "POST",
+        "/photos",
+        files=[("file", ("a.png", make_image("PNG"), "image/png"))],
         headers={"Accept": "application/json"},
     )
     assert response.status_code == 400

@@ -38,18 +38,25 @@ def test_no_email_at_all():
 @pytest.mark.parametrize(
     ("description", "code", "needle"),
     [
-        ("AADSTS700016: Application with identifier 'x' was not found in the directory 'y'.",
-         "wrong_tenant", "main directory's tenant id"),
+        (
+            "AADSTS700016: Application with identifier 'x' was not found in the directory 'y'.",
+            "wrong_tenant",
+            "main directory's tenant id",
+        ),
         ("AADSTS90002: Tenant 'y' not found.", "unknown_tenant", "does not exist"),
         ("AADSTS7000215: Invalid client secret provided.", "invalid_secret", "not its Secret ID"),
-        ("AADSTS7000222: The provided client secret keys for app 'x' are expired.", "expired_secret",
-         "has expired"),
+        (
+            "AADSTS7000222: The provided client secret keys for app 'x' are expired.",
+            "expired_secret",
+            "has expired",
+        ),
         ("AADSTS50049: Unknown or invalid instance.", "token_error", "AADSTS50049"),
     ],
 )
 def test_token_errors_are_translated(description, code, needle):
-    error = translate_token_error({"error": "x", "error_description": description},
-                                  tenant_id=TENANT, client_id=CLIENT)
+    error = translate_token_error(
+        {"error": "x", "error_description": description}, tenant_id=TENANT, client_id=CLIENT
+    )
     assert error.code == code
     assert needle in error.message
 

@@ -3,8 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from app.images import check_image, clean_filename, sniff_format
-from app.images import InvalidImage
+from app.images import InvalidImage, check_image, clean_filename, sniff_format
 
 
 def encode(fmt: str, size=(64, 48), mode="RGB", **options) -> bytes:
@@ -25,8 +24,12 @@ def jpeg_with_gps() -> bytes:
 
 @pytest.mark.parametrize(
     ("fmt", "content_type", "ext"),
-    [("JPEG", "image/jpeg", "jpg"), ("PNG", "image/png", "png"), ("GIF", "image/gif", "gif"),
-     ("WEBP", "image/webp", "webp")],
+    [
+        ("JPEG", "image/jpeg", "jpg"),
+        ("PNG", "image/png", "png"),
+        ("GIF", "image/gif", "gif"),
+        ("WEBP", "image/webp", "webp"),
+    ],
 )
 def test_accepted_formats_keep_their_bytes(fmt, content_type, ext):
     data = encode(fmt)

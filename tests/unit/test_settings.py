@@ -87,7 +87,10 @@ def test_development_relaxes_https_and_secret_key():
 
 
 def test_tenant_name_accepts_full_domain():
-    assert Settings.from_env(env(AZURE_AD_B2C_TENANT_NAME="contoso.onmicrosoft.com")).b2c_tenant_name == "contoso"
+    assert (
+        Settings.from_env(env(AZURE_AD_B2C_TENANT_NAME="contoso.onmicrosoft.com")).b2c_tenant_name
+        == "contoso"
+    )
 
 
 def test_secrets_stay_out_of_repr():
