@@ -55,11 +55,13 @@ class NotInAzure:
 Source = Fixed | FromResource | FromKeyVault | AppDefault | NotInAzure
 
 # Settings the platform needs that are not part of the app's contract.
-PLATFORM_SETTINGS = frozenset({
-    "WEBSITE_RUN_FROM_PACKAGE",
-    "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID",
-    "SCM_DO_BUILD_DURING_DEPLOYMENT",
-})
+PLATFORM_SETTINGS = frozenset(
+    {
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID",
+        "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    }
+)
 
 
 class ContractError(ConfigError):
@@ -101,7 +103,7 @@ def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[st
     }
     declared = {s.name: s for s in settings}
     problems = []
-    for name, value in cfg.app_settings.items():
+    for name in cfg.app_settings:
         setting = declared.get(name)
         if setting is None:
             problems.append(f"photoshare:appSettings.{name}: app/settings.py declares no such setting")
@@ -160,9 +162,7 @@ def check(sources: Mapping[str, Source], settings: Iterable[Setting] | None = No
             problems.append(f"{name} is a secret: it must be a Key Vault reference, not a plain value")
     storage = [s for s in declared.values() if s.requirement == "storage"]
     if storage and not any(_has_value(sources.get(s.name, AppDefault())) for s in storage):
-        problems.append(
-            "one of " + " / ".join(s.name for s in storage) + " is required; infra gives neither"
-        )
+        problems.append("one of " + " / ".join(s.name for s in storage) + " is required; infra gives neither")
     if problems:
         raise ContractError(
             "The app settings do not satisfy app/settings.py:\n  - " + "\n  - ".join(problems)

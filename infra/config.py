@@ -233,17 +233,29 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
 
     # --- B2C ---------------------------------------------------------------------------------
     create_app = r.flag("b2cCreateApp", False)
-    tenant_name = r.text(
-        "b2cTenantName", "", required="AZURE_AD_B2C_TENANT_NAME, the B2C tenant's short name "
-        "(contoso of contoso.onmicrosoft.com)") or ""
+    tenant_name = (
+        r.text(
+            "b2cTenantName",
+            "",
+            required="AZURE_AD_B2C_TENANT_NAME, the B2C tenant's short name "
+            "(contoso of contoso.onmicrosoft.com)",
+        )
+        or ""
+    )
     if tenant_name and not _TENANT_NAME.match(tenant_name):
         problems.append(
             f"{r.key('b2cTenantName')} (AZURE_AD_B2C_TENANT_NAME) must be the bare tenant name, "
             f"e.g. contoso rather than contoso.onmicrosoft.com or a URL, got {tenant_name!r}"
         )
-    tenant_id = r.text(
-        "b2cTenantId", "", required="AZURE_AD_B2C_TENANT_ID, the B2C directory's GUID (Azure portal "
-        "→ B2C tenant → Overview → Tenant ID)") or ""
+    tenant_id = (
+        r.text(
+            "b2cTenantId",
+            "",
+            required="AZURE_AD_B2C_TENANT_ID, the B2C directory's GUID (Azure portal "
+            "→ B2C tenant → Overview → Tenant ID)",
+        )
+        or ""
+    )
     if tenant_id and not is_guid(tenant_id):
         problems.append(
             f"{r.key('b2cTenantId')} (AZURE_AD_B2C_TENANT_ID) must be the B2C directory's GUID "
@@ -262,9 +274,15 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
                     "creates the app registration and its secret"
                 )
     else:
-        client_id = r.text(
-            "b2cClientId", "", required="AZURE_AD_B2C_CLIENT_ID, the app registration's "
-            "Application (client) ID in the B2C tenant (or set photoshare:b2cCreateApp=true)") or ""
+        client_id = (
+            r.text(
+                "b2cClientId",
+                "",
+                required="AZURE_AD_B2C_CLIENT_ID, the app registration's "
+                "Application (client) ID in the B2C tenant (or set photoshare:b2cCreateApp=true)",
+            )
+            or ""
+        )
         if client_id and not is_guid(client_id):
             problems.append(
                 f"{r.key('b2cClientId')} (AZURE_AD_B2C_CLIENT_ID) must be the app registration's "
@@ -280,6 +298,11 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
             problems.append(
                 f"{r.key('b2cClientSecret')} is required: AZURE_AD_B2C_CLIENT_SECRET, set it with "
                 "`pulumi config set --secret b2cClientSecret` (never as plain text)"
+            )
+        elif not pulumi.runtime.is_config_secret(r.key("b2cClientSecret")):
+            problems.append(
+                f"{r.key('b2cClientSecret')} is stored in plain text in Pulumi.<stack>.yaml; set it "
+                "again with `pulumi config set --secret b2cClientSecret` and rotate the secret"
             )
     policies = {}
     for key, setting in (
@@ -317,11 +340,14 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
     sku_tier = _POSTGRES_TIERS[sku_match.group(1)] if sku_match else "Burstable"
     version = r.text("dbVersion", "16") or ""
     if version not in POSTGRES_VERSIONS:
-        problems.append(f"{r.key('dbVersion')} must be one of {', '.join(POSTGRES_VERSIONS)}, got {version!r}")
+        problems.append(
+            f"{r.key('dbVersion')} must be one of {', '.join(POSTGRES_VERSIONS)}, got {version!r}"
+        )
     storage_gb = r.integer("dbStorageGb", 32, low=32, high=32767)
     if storage_gb not in POSTGRES_STORAGE_GB:
         problems.append(
-            f"{r.key('dbStorageGb')} must be one of {', '.join(map(str, POSTGRES_STORAGE_GB))}, got {storage_gb}"
+            f"{r.key('dbStorageGb')} must be one of "
+            f"{', '.join(map(str, POSTGRES_STORAGE_GB))}, got {storage_gb}"
         )
     high_availability = r.flag("dbHighAvailability", False)
     if high_availability and sku_tier == "Burstable":

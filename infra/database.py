@@ -49,9 +49,7 @@ class Database(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     database_url: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:database:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         vnet = args.delegated_subnet_id is not None
@@ -68,6 +66,7 @@ class Database(pulumi.ComponentResource):
             min_special=2,
             opts=child,
         )
+        admin_password: pulumi.Output[str] = pulumi.Output.secret(self.password.result)
         self.server = pg.Server(
             f"{name}-server",
             server_name=args.server_name,
@@ -75,7 +74,7 @@ class Database(pulumi.ComponentResource):
             location=args.location,
             version=args.version,
             administrator_login=ADMIN_LOGIN,
-            administrator_login_password=pulumi.Output.secret(self.password.result),
+            administrator_login_password=admin_password,
             auth_config=pg.AuthConfigArgs(
                 password_auth=pg.PasswordBasedAuth.ENABLED,
                 active_directory_auth=pg.MicrosoftEntraAuth.DISABLED,
@@ -123,18 +122,21 @@ class Database(pulumi.ComponentResource):
             collation="en_US.utf8",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.require_tls]),
         )
-        self.firewall_rules = [
-            pg.FirewallRule(
+        # A Flexible Server applies one change at a time (concurrent ones fail as ServerBusy),
+        # so the database and each firewall rule wait for the previous change.
+        previous: pulumi.Resource = self.database
+        self.firewall_rules: list[pg.FirewallRule] = []
+        for rule in [] if vnet else args.firewall_rules:
+            previous = pg.FirewallRule(
                 f"{name}-fw-{rule.name}",
                 resource_group_name=args.resource_group_name,
                 server_name=self.server.name,
                 firewall_rule_name=rule.name,
                 start_ip_address=rule.start,
                 end_ip_address=rule.end,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
             )
-            for rule in ([] if vnet else args.firewall_rules)
-        ]
+            self.firewall_rules.append(previous)
 
         self.server_name = self.server.name
         self.fqdn = self.server.fully_qualified_domain_name
@@ -146,11 +148,13 @@ class Database(pulumi.ComponentResource):
                 )
             )
         )
-        self.register_outputs({
-            "server_name": self.server_name,
-            "fqdn": self.fqdn,
-            "database_url": self.database_url,
-        })
+        self.register_outputs(
+            {
+                "server_name": self.server_name,
+                "fqdn": self.fqdn,
+                "database_url": self.database_url,
+            }
+        )
 
 
 @dataclass(kw_only=True)
@@ -172,26 +176,30 @@ class AppFirewall(pulumi.ComponentResource):
     with a message saying which setting to raise.
     """
 
-    def __init__(
-        self, name: str, args: AppFirewallArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AppFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:database:AppFirewall", name, None, opts)
         addresses = pulumi.Output.from_input(args.outbound_ip_addresses).apply(
             lambda raw: _addresses(raw, args.slots)
         )
-        self.rules = [
-            pg.FirewallRule(
-                f"{name}-{index}",
-                resource_group_name=args.resource_group_name,
-                server_name=args.server_name,
-                firewall_rule_name=f"app-outbound-{index}",
-                start_ip_address=addresses.apply(lambda ips, i=index: ips[i % len(ips)]),
-                end_ip_address=addresses.apply(lambda ips, i=index: ips[i % len(ips)]),
-                opts=pulumi.ResourceOptions(parent=self),
+        self.rules: list[pg.FirewallRule] = []
+        for index in range(args.slots):  # one at a time, like every change to the server
+            self.rules.append(
+                pg.FirewallRule(
+                    f"{name}-{index}",
+                    resource_group_name=args.resource_group_name,
+                    server_name=args.server_name,
+                    firewall_rule_name=f"app-outbound-{index}",
+                    start_ip_address=_slot(addresses, index),
+                    end_ip_address=_slot(addresses, index),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=self.rules[-1:]),
+                )
             )
-            for index in range(args.slots)
-        ]
         self.register_outputs({"addresses": addresses})
+
+
+def _slot(addresses: pulumi.Output[list[str]], index: int) -> pulumi.Output[str]:
+    """Slot `index` of the fixed rule set; spare slots repeat an address."""
+    return addresses.apply(lambda ips: ips[index % len(ips)])
 
 
 def _addresses(raw: str, slots: int) -> list[str]:

@@ -26,9 +26,7 @@ class Monitoring(pulumi.ComponentResource):
     workspace_id: pulumi.Output[str]
     connection_string: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.workspace = operationalinsights.Workspace(
@@ -57,7 +55,9 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.workspace_id = self.workspace.id
         self.connection_string = self.insights.connection_string
-        self.register_outputs({
-            "workspace_id": self.workspace_id,
-            "connection_string": self.connection_string,
-        })
+        self.register_outputs(
+            {
+                "workspace_id": self.workspace_id,
+                "connection_string": self.connection_string,
+            }
+        )

@@ -98,8 +98,10 @@ class PrivateNetwork(pulumi.ComponentResource):
         self.postgres_zone_id = pulumi.Output.all(self.postgres_zone.id, self.zone_link.id).apply(
             lambda ids: ids[0]
         )
-        self.register_outputs({
-            "app_subnet_id": self.app_subnet_id,
-            "db_subnet_id": self.db_subnet_id,
-            "postgres_zone_id": self.postgres_zone_id,
-        })
+        self.register_outputs(
+            {
+                "app_subnet_id": self.app_subnet_id,
+                "db_subnet_id": self.db_subnet_id,
+                "postgres_zone_id": self.postgres_zone_id,
+            }
+        )

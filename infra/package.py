@@ -10,6 +10,7 @@ WEBSITE_RUN_FROM_PACKAGE through a user-assigned identity.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -45,23 +46,48 @@ class BuiltPackage:
     digest: str
 
 
-def export_command(requirements: Path) -> list[str]:
+def find_uv(repo_root: Path) -> str:
+    """uv from $UV, the PATH, or where `make deps` bootstraps it (.tools/bin/uv)."""
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), repo_root / ".tools" / "bin" / "uv"):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise pulumi.RunError("building the app package needs uv: run `make deps` (or install uv) and try again")
+
+
+def export_command(requirements: Path, uv: str = "uv") -> list[str]:
     """The app's runtime dependencies only: no infra, no dev group, hashes kept."""
     return [
-        "uv", "export", "--frozen", "--no-default-groups", "--no-emit-project",
-        "--format", "requirements-txt", "--output-file", str(requirements),
+        uv,
+        "export",
+        "--frozen",
+        "--no-default-groups",
+        "--no-emit-project",
+        "--format",
+        "requirements-txt",
+        "--output-file",
+        str(requirements),
     ]
 
 
-def install_command(requirements: Path, target: Path, python_version: str) -> list[str]:
+def install_command(requirements: Path, target: Path, python_version: str, uv: str = "uv") -> list[str]:
     """Binary wheels for App Service's Linux Python, never the build machine's platform."""
     return [
-        "uv", "pip", "install", "--quiet", "--require-hashes", "--no-deps",
-        "--target", str(target),
-        "--python-platform", PLATFORM,
-        "--python-version", python_version,
-        "--only-binary", ":all:",
-        "--requirement", str(requirements),
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--require-hashes",
+        "--no-deps",
+        "--target",
+        str(target),
+        "--python-platform",
+        PLATFORM,
+        "--python-version",
+        python_version,
+        "--only-binary",
+        ":all:",
+        "--requirement",
+        str(requirements),
     ]
 
 
@@ -79,6 +105,7 @@ def build_app_package(
     repo_root: Path = REPO_ROOT,
     build_dir: Path | None = None,
     run: Runner = _run,
+    uv: str | None = None,
 ) -> BuiltPackage:
     """Stage `app/` and install the locked runtime dependencies (cached per lock + Python).
 
@@ -86,6 +113,7 @@ def build_app_package(
     reruns when the exported requirements or the Python version change.
     """
     build_dir = build_dir or repo_root / "infra" / ".build"
+    uv = uv or find_uv(repo_root)
     build_dir.mkdir(parents=True, exist_ok=True)
 
     staged_app = build_dir / "app"
@@ -93,14 +121,14 @@ def build_app_package(
     shutil.copytree(repo_root / "app", staged_app, ignore=_IGNORED)
 
     requirements = build_dir / "requirements.txt"
-    run(export_command(requirements), repo_root)
+    run(export_command(requirements, uv), repo_root)
     deps_key = hashlib.sha256(
         requirements.read_bytes() + f"\0{python_version}\0{PLATFORM}".encode()
     ).hexdigest()[:16]
     deps_dir = build_dir / f"deps-{deps_key}"
     if not (deps_dir / ".complete").exists():
         shutil.rmtree(deps_dir, ignore_errors=True)
-        run(install_command(requirements, deps_dir, python_version), repo_root)
+        run(install_command(requirements, deps_dir, python_version, uv), repo_root)
         # Console scripts carry this machine's interpreter path; the site runs `python -m …`.
         shutil.rmtree(deps_dir / "bin", ignore_errors=True)
         (deps_dir / ".complete").write_text(deps_key)
@@ -109,10 +137,12 @@ def build_app_package(
             shutil.rmtree(stale, ignore_errors=True)
 
     digest = hashlib.sha256(f"{_tree_digest(staged_app)}\0{deps_key}".encode()).hexdigest()[:16]
-    archive = pulumi.AssetArchive({
-        "app": pulumi.FileArchive(str(staged_app)),
-        DEPENDENCY_DIR: pulumi.FileArchive(str(deps_dir)),
-    })
+    archive = pulumi.AssetArchive(
+        {
+            "app": pulumi.FileArchive(str(staged_app)),
+            DEPENDENCY_DIR: pulumi.FileArchive(str(deps_dir)),
+        }
+    )
     return BuiltPackage(archive=archive, digest=digest)
 
 
@@ -141,9 +171,7 @@ class AppPackage(pulumi.ComponentResource):
     blob_url: pulumi.Output[str]
     container_id: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: AppPackageArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AppPackageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:package:AppPackage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

@@ -7,7 +7,7 @@ checked before the first resource is declared, so a bad stack never gets half cr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import pulumi
 from pulumi_azure_native import authorization, resources
@@ -28,30 +28,39 @@ from infra.webapp import WebApp, WebAppArgs
 Packager = Callable[[stack_config.StackConfig], BuiltPackage]
 
 
+class Common(TypedDict):
+    """The arguments every component shares: where it lives and how it is tagged."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    tags: pulumi.Input[dict[str, str]]
+
+
 def default_packager(cfg: stack_config.StackConfig) -> BuiltPackage:
     """Build the real package: `app/` + locked dependencies for the site's Python."""
     return build_app_package(python_version=cfg.web.python_version)
 
 
-def build(*, packager: Packager = default_packager) -> dict[str, Any]:
-    """Declare the whole environment and return the stack outputs."""
+def build(*, packager: Packager | None = None) -> dict[str, Any]:
+    """Declare the whole environment and return the stack outputs.
+
+    `packager` builds the app's zip; tests pass one that needs no pip and no network.
+    """
     # --- Checks first: nothing is declared until configuration and contract are sound ---------
     cfg = stack_config.load()
     client = authorization.get_client_config()
     stack_config.check_deploying_tenant(cfg, client.tenant_id)
     sources = appsettings.plan(cfg)
     appsettings.check(sources)
-    names = Names.for_stack(
-        project=cfg.project, stack=cfg.stack, subscription_id=client.subscription_id
-    )
-    package = packager(cfg)
+    names = Names.for_stack(project=cfg.project, stack=cfg.stack, subscription_id=client.subscription_id)
+    package = (packager or default_packager)(cfg)
     tags = cfg.tags
 
     # --- Resources -----------------------------------------------------------------------------
     group = resources.ResourceGroup(
         "photoshare", resource_group_name=names.resource_group, location=cfg.location, tags=tags
     )
-    common = {"resource_group_name": group.name, "location": group.location, "tags": tags}
+    common = Common(resource_group_name=group.name, location=group.location, tags=tags)
 
     monitoring = (
         Monitoring(
@@ -193,6 +202,7 @@ def build(*, packager: Packager = default_packager) -> dict[str, Any]:
                 outbound_ip_addresses=site.outbound_ip_addresses,
                 slots=db.app_ip_slots,
             ),
+            opts=pulumi.ResourceOptions(depends_on=[database]),
         )
 
     outputs: dict[str, Any] = {

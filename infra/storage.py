@@ -31,9 +31,7 @@ class ImageStorage(pulumi.ComponentResource):
     blob_endpoint: pulumi.Output[str]
     container_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: ImageStorageArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ImageStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:storage:ImageStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -81,9 +79,11 @@ class ImageStorage(pulumi.ComponentResource):
         self.account_id = self.account.id
         self.blob_endpoint = self.account.primary_endpoints.apply(lambda e: e.blob)
         self.container_name = self.container.name
-        self.register_outputs({
-            "account_name": self.account_name,
-            "account_id": self.account_id,
-            "blob_endpoint": self.blob_endpoint,
-            "container_name": self.container_name,
-        })
+        self.register_outputs(
+            {
+                "account_name": self.account_name,
+                "account_id": self.account_id,
+                "blob_endpoint": self.blob_endpoint,
+                "container_name": self.container_name,
+            }
+        )

@@ -40,9 +40,7 @@ class AppSecrets(pulumi.ComponentResource):
     vault_uri: pulumi.Output[str]
     secret_uris: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: AppSecretsArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AppSecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:vault:AppSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -68,9 +66,7 @@ class AppSecrets(pulumi.ComponentResource):
 
         values: dict[str, pulumi.Input[str]] = dict(args.values)
         self.generated = {
-            secret_name: random.RandomPassword(
-                f"{name}-{secret_name}", length=64, special=False, opts=child
-            )
+            secret_name: random.RandomPassword(f"{name}-{secret_name}", length=64, special=False, opts=child)
             for secret_name in args.generated
         }
         values.update({n: p.result for n, p in self.generated.items()})
@@ -94,14 +90,23 @@ class AppSecrets(pulumi.ComponentResource):
         # Versionless URIs, so App Service picks up a rotated secret. Built from the vault URI and
         # the secret's id: not secret themselves, and the app waits for the secret.
         self.secret_uris = {
-            secret_name: pulumi.Output.all(self.vault_uri, secret.id).apply(
-                lambda parts, n=secret_name: f"{parts[0].rstrip('/')}/secrets/{n}"
-            )
+            secret_name: _secret_uri(self.vault_uri, secret_name, secret.id)
             for secret_name, secret in self.secrets.items()
         }
-        self.register_outputs({
-            "vault_id": self.vault_id,
-            "vault_name": self.vault_name,
-            "vault_uri": self.vault_uri,
-            "secret_uris": self.secret_uris,
-        })
+        self.register_outputs(
+            {
+                "vault_id": self.vault_id,
+                "vault_name": self.vault_name,
+                "vault_uri": self.vault_uri,
+                "secret_uris": self.secret_uris,
+            }
+        )
+
+
+def _secret_uri(
+    vault_uri: pulumi.Output[str], secret_name: str, secret_id: pulumi.Output[str]
+) -> pulumi.Output[str]:
+    """`https://<vault>.vault.azure.net/secrets/<name>`, resolved once the secret exists."""
+    return pulumi.Output.all(vault_uri, secret_id).apply(
+        lambda parts: f"{str(parts[0]).rstrip('/')}/secrets/{secret_name}"
+    )

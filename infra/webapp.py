@@ -10,11 +10,18 @@ from pulumi_azure_native import monitor, web
 
 from infra.identity import STORAGE_BLOB_DATA_CONTRIBUTOR, assign_role
 
-# The package has no console scripts (see infra/package.py), hence `python -m gunicorn`.
-STARTUP_COMMAND = "python -m gunicorn --bind=0.0.0.0 --timeout 120 'app:create_app()'"
+# The app's own gunicorn settings (gthread workers, 120 s timeout, logs to stdout), run as
+# `python -m` because the package has no console scripts (see infra/package.py), on the port
+# App Service's Python image routes to.
+STARTUP_COMMAND = (
+    "python -m gunicorn --config python:app.gunicorn_conf --bind=0.0.0.0:8000 'app:create_app()'"
+)
 HEALTH_CHECK_PATH = "/readyz"
-LOG_CATEGORIES = ("AppServiceHTTPLogs", "AppServiceConsoleLogs", "AppServiceAppLogs",
-                  "AppServicePlatformLogs")
+LOG_CATEGORIES = (
+    "AppServiceHTTPLogs",
+    "AppServiceConsoleLogs",
+    "AppServicePlatformLogs",
+)
 
 
 @dataclass(kw_only=True)
@@ -50,9 +57,7 @@ class WebApp(pulumi.ComponentResource):
     principal_id: pulumi.Output[str]
     outbound_ip_addresses: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:webapp:WebApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -141,7 +146,9 @@ class WebApp(pulumi.ComponentResource):
 
         self.default_host_name = self.app.default_host_name
         self.outbound_ip_addresses = self.app.possible_outbound_ip_addresses
-        self.register_outputs({
-            "default_host_name": self.default_host_name,
-            "principal_id": self.principal_id,
-        })
+        self.register_outputs(
+            {
+                "default_host_name": self.default_host_name,
+                "principal_id": self.principal_id,
+            }
+        )

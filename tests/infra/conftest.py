@@ -111,15 +111,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["primaryEndpoints"] = {"blob": f"https://{physical}.blob.core.windows.net/"}
         elif typ == "azure-native:storage:Blob":
             state["url"] = (
-                f"https://{inputs['accountName']}.blob.core.windows.net/"
-                f"{inputs['containerName']}/{physical}"
+                f"https://{inputs['accountName']}.blob.core.windows.net/{inputs['containerName']}/{physical}"
             )
         elif typ == "azure-native:dbforpostgresql:Server":
             state["fullyQualifiedDomainName"] = f"{physical}.postgres.database.azure.com"
         elif typ == "azure-native:keyvault:Vault":
-            state["properties"] = {
-                **inputs["properties"], "vaultUri": f"https://{physical}.vault.azure.net/"
-            }
+            state["properties"] = {**inputs["properties"], "vaultUri": f"https://{physical}.vault.azure.net/"}
         elif typ == "azure-native:web:WebApp":
             state["defaultHostName"] = f"{physical}.azurewebsites.net"
             identity = inputs["identity"]
@@ -203,6 +200,7 @@ def run(
     stack: str = "dev",
     deploying_tenant: str = MAIN_TENANT,
     packager: Callable[[Any], BuiltPackage] = tiny_package,
+    secret_keys: list[str] | None = None,
 ) -> Deployment:
     """Run infra.program.build() once with these config values and mocks."""
     from infra.program import build
@@ -211,7 +209,7 @@ def run(
     pulumi.runtime.set_mocks(mocks, project="photoshare", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items() if v is not None},
-        [k for k in config if k.endswith("Secret")],
+        [k for k in config if k.endswith("Secret")] if secret_keys is None else secret_keys,
     )
     deployment = Deployment(resources=mocks.resources)
 
@@ -220,9 +218,7 @@ def run(
         outputs = build(packager=packager)
         names = sorted(outputs)
         values = pulumi.Output.all(*[outputs[n] for n in names])
-        secrecy = pulumi.Output.all(
-            *[pulumi.Output.from_input(outputs[n]).is_secret() for n in names]
-        )
+        secrecy = pulumi.Output.all(*[pulumi.Output.from_input(outputs[n]).is_secret() for n in names])
 
         def record(args: list[list[Any]]) -> None:
             deployment.outputs.update(zip(names, args[0], strict=True))

@@ -60,12 +60,14 @@ def test_unset_optional_settings_fall_back_to_the_apps_defaults(default) -> None
 
 
 def test_declared_optional_settings_can_be_tuned_per_stack(deploy) -> None:
-    deployment = deploy({
-        "photoshare:appSettings": {"MAX_UPLOAD_MB": "50"},
-        "photoshare:graphEndpoint": "https://graph.microsoft.us",
-        "photoshare:authorityHost": "login.microsoftonline.us",
-        "photoshare:b2cAuthorityHost": "login.contoso.com",
-    })
+    deployment = deploy(
+        {
+            "photoshare:appSettings": {"MAX_UPLOAD_MB": "50"},
+            "photoshare:graphEndpoint": "https://graph.microsoft.us",
+            "photoshare:authorityHost": "login.microsoftonline.us",
+            "photoshare:b2cAuthorityHost": "login.contoso.com",
+        }
+    )
     settings = deployment.app_settings
     assert settings["MAX_UPLOAD_MB"] == "50"
     assert settings["GRAPH_ENDPOINT"] == "https://graph.microsoft.us"

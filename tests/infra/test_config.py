@@ -73,14 +73,22 @@ def test_a_b2c_tenant_distinct_from_the_deploying_one_passes(deploy) -> None:
         ({"photoshare:pythonVersion": "3.9"}, "photoshare:pythonVersion must be one of"),
         ({"photoshare:b2cCreateApp": True}, "must not be set with photoshare:b2cCreateApp=true"),
         ({"photoshare:dbFirewallRules": ["203.0.113.7"]}, "only applies with photoshare:dbNetwork=public"),
-        ({"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["0.0.0.0"]},
-         "allow every Azure service"),
-        ({"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["0.0.0.0-255.255.255.255"]},
-         "allow every Azure service"),
-        ({"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["10.0.0.0/8"]},
-         "not a narrow range"),
-        ({"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["not-an-ip"]},
-         "not an IPv4 address"),
+        (
+            {"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["0.0.0.0"]},
+            "allow every Azure service",
+        ),
+        (
+            {"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["0.0.0.0-255.255.255.255"]},
+            "allow every Azure service",
+        ),
+        (
+            {"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["10.0.0.0/8"]},
+            "not a narrow range",
+        ),
+        (
+            {"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["not-an-ip"]},
+            "not an IPv4 address",
+        ),
         ({"photoshare:appSettings": {"NOT_DECLARED": "1"}}, "declares no such setting"),
         ({"photoshare:appSettings": {"DATABASE_URL": "postgresql://x"}}, "secrets come from Key Vault"),
         ({"photoshare:appSettings": {"APP_ENV": "development"}}, "set by infra itself"),
@@ -92,18 +100,32 @@ def test_invalid_configuration_is_refused_with_the_key_and_the_fix(deploy, overr
     assert expected in str(error.value)
 
 
+def test_a_client_secret_kept_in_plain_text_is_refused() -> None:
+    from tests.infra.conftest import BASE_CONFIG, run
+
+    with pytest.raises(ConfigError, match="stored in plain text"):
+        run(BASE_CONFIG, secret_keys=[])
+
+
 def test_every_problem_is_reported_at_once(deploy) -> None:
     with pytest.raises(ConfigError) as error:
-        deploy({"photoshare:b2cTenantId": "nope", "photoshare:b2cClientId": "also-not-a-guid",
-                "photoshare:dbSku": "nope"})
+        deploy(
+            {
+                "photoshare:b2cTenantId": "nope",
+                "photoshare:b2cClientId": "also-not-a-guid",
+                "photoshare:dbSku": "nope",
+            }
+        )
     message = str(error.value)
     assert message.count("\n  - ") == 3
 
 
 def test_create_app_needs_no_client_id_or_secret(deploy) -> None:
-    deployment = deploy({
-        "photoshare:b2cCreateApp": True,
-        "photoshare:b2cClientId": None,
-        "photoshare:b2cClientSecret": None,
-    })
+    deployment = deploy(
+        {
+            "photoshare:b2cCreateApp": True,
+            "photoshare:b2cClientId": None,
+            "photoshare:b2cClientSecret": None,
+        }
+    )
     assert deployment.app_settings["AZURE_AD_B2C_CLIENT_ID"] != CLIENT_ID

@@ -27,7 +27,8 @@ RULES = {
     "plan": (lambda n: n.app_service_plan, re.compile(r"^(?=.{1,60}$)[a-zA-Z0-9-]+$")),
     "resource group": (lambda n: n.resource_group, re.compile(r"^(?=.{1,90}$)[-\w.()]*[-\w()]$")),
     "log workspace": (
-        lambda n: n.log_workspace, re.compile(r"^(?=.{4,63}$)[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]$")
+        lambda n: n.log_workspace,
+        re.compile(r"^(?=.{4,63}$)[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]$"),
     ),
     "identity": (lambda n: n.identity, re.compile(r"^(?=.{3,128}$)[a-zA-Z0-9][a-zA-Z0-9_-]*$")),
     "vnet": (lambda n: n.virtual_network, re.compile(r"^(?=.{2,64}$)[a-zA-Z0-9][-\w.]*\w$")),

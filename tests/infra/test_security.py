@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 from urllib.parse import quote
@@ -45,6 +46,7 @@ def secret_values(deployment: Deployment) -> list[str]:
 
 # --- Storage ------------------------------------------------------------------------------------
 
+
 def test_image_storage_is_private_https_tls12_and_keyless(default) -> None:
     account = default.named("storage-account").plain
     assert account["kind"] == "StorageV2"
@@ -76,6 +78,7 @@ def test_package_storage_is_private_too(default) -> None:
 
 
 # --- Database -----------------------------------------------------------------------------------
+
 
 def test_postgres_flexible_server_defaults_are_small_and_current(default) -> None:
     server = default.one("azure-native:dbforpostgresql:Server").plain
@@ -130,6 +133,7 @@ def test_vnet_mode_has_no_public_endpoint_and_no_firewall(default) -> None:
 
 # --- Key Vault ----------------------------------------------------------------------------------
 
+
 def test_key_vault_uses_rbac_in_the_deploying_tenant(default) -> None:
     properties = default.one("azure-native:keyvault:Vault").plain["properties"]
     assert properties["enableRbacAuthorization"] is True
@@ -150,6 +154,7 @@ def test_key_vault_holds_each_secret_as_a_pulumi_secret(default) -> None:
 
 # --- Web app ------------------------------------------------------------------------------------
 
+
 def test_linux_plan_is_sized_from_config(default) -> None:
     plan = default.one("azure-native:web:AppServicePlan").plain
     assert plan["kind"] == "linux"
@@ -167,7 +172,12 @@ def test_web_app_is_hardened(default) -> None:
     assert site["alwaysOn"] is True
     assert site["healthCheckPath"] == "/readyz"
     assert site["linuxFxVersion"] == "PYTHON|3.11"
-    assert "gunicorn --bind=0.0.0.0 --timeout 120 'app:create_app()'" in site["appCommandLine"]
+    command = site["appCommandLine"]
+    assert command.startswith("python -m gunicorn ") and command.endswith(" 'app:create_app()'")
+    assert "--bind=0.0.0.0:8000" in command
+    # The command loads the app's gunicorn settings: they must exist where it says.
+    config_module = command.split("--config python:", 1)[1].split()[0]
+    assert importlib.util.find_spec(config_module) is not None
     for resource in ("azure-native:web:WebAppFtpAllowed", "azure-native:web:WebAppScmAllowed"):
         assert default.one(resource).plain["allow"] is False
 
@@ -225,6 +235,7 @@ def test_web_app_joins_the_vnet_by_default(default) -> None:
 
 # --- Secrets never leak; tags everywhere --------------------------------------------------------
 
+
 def test_no_secret_reaches_the_web_app_or_the_outputs(default) -> None:
     app = default.one(WEB_APP)
     assert not contains_secret(app.inputs), "a Pulumi secret flows into the web app's inputs"
@@ -235,7 +246,11 @@ def test_no_secret_reaches_the_web_app_or_the_outputs(default) -> None:
 
 def test_outputs_are_the_documented_ones_and_none_is_secret(default) -> None:
     assert {
-        "siteUrl", "redirectUri", "storageAccountName", "postgresServerFqdn", "resourceGroupName",
+        "siteUrl",
+        "redirectUri",
+        "storageAccountName",
+        "postgresServerFqdn",
+        "resourceGroupName",
     } <= set(default.outputs)
     assert default.secret_outputs == set()
     host = default.one(WEB_APP).plain["name"] + ".azurewebsites.net"
