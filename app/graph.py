@@ -95,13 +95,18 @@ def translate_token_error(result: dict[str, Any] | str, *, tenant_id: str, clien
 
 def pick_email(user: dict[str, Any]) -> str | None:
     """`mail`, else the emailAddress identity (B2C local accounts), else `otherMails[0]`."""
+    return pick_email_with_source(user)[0]
+
+
+def pick_email_with_source(user: dict[str, Any]) -> tuple[str | None, str | None]:
+    """`pick_email` plus the field it came from (`mail`, `identities`, `otherMails`), for diagnostics."""
     if user.get("mail"):
-        return str(user["mail"])
+        return str(user["mail"]), "mail"
     for identity in user.get("identities") or []:
         if identity.get("signInType") == "emailAddress" and identity.get("issuerAssignedId"):
-            return str(identity["issuerAssignedId"])
+            return str(identity["issuerAssignedId"]), "identities"
     other = user.get("otherMails") or []
-    return str(other[0]) if other else None
+    return (str(other[0]), "otherMails") if other else (None, None)
 
 
 class GraphClient:
@@ -144,7 +149,9 @@ class GraphClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GraphClient:
+    def from_settings(
+        cls, settings: Settings, *, timeout: float = 10.0, max_retry_after: float = 10.0
+    ) -> GraphClient:
         return cls(
             tenant_id=settings.b2c_tenant_id,
             client_id=settings.client_id,
@@ -152,6 +159,8 @@ class GraphClient:
             authority_host=settings.authority_host,
             graph_endpoint=settings.graph_endpoint,
             scope=settings.graph_scope,
+            timeout=timeout,
+            max_retry_after=max_retry_after,
         )
 
     def _app(self) -> msal.ConfidentialClientApplication:

@@ -98,6 +98,10 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
                 data.seek(0)
     except InvalidImage:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open for huge claims
+        raise InvalidImage(
+            "too_many_pixels", f"The image has far more pixels than the {max_pixels:,} accepted."
+        ) from exc
     except (
         UnidentifiedImageError,
         OSError,
@@ -148,11 +152,20 @@ def _without_location(stream: IO[bytes], fmt: str, max_pixels: int) -> IO[bytes]
     return out
 
 
-def clean_filename(name: str | None, extension: str) -> str:
-    """A display name: no path, no control characters, at most 200 characters."""
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    name = name[:200]
-    if not name.strip("."):
-        return f"image.{extension}"
-    return name
+MAX_FILENAME = 255
+
+
+def check_filename(name: str | None) -> str | None:
+    """The client's filename, kept only for display: refused when it carries a path, control
+    characters, is longer than 255 characters or is only dots. None when the client sent none."""
+    if not name:
+        return None
+    if "/" in name or "\\" in name:
+        raise InvalidImage("invalid_filename", "The filename must not contain a path (/ or \\).")
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise InvalidImage("invalid_filename", "The filename must not contain control characters.")
+    if len(name) > MAX_FILENAME:
+        raise InvalidImage("invalid_filename", f"The filename is longer than {MAX_FILENAME} characters.")
+    if not name.strip(". "):
+        raise InvalidImage("invalid_filename", "The filename must not be only dots or spaces.")
+    return name.strip()

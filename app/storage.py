@@ -102,17 +102,31 @@ class BlobStore:
         self.container.get_container_properties()
 
     def upload(self, name: str, data: IO[bytes] | bytes, *, length: int, content_type: str) -> None:
-        """Write a new blob; never overwrites (names are server-chosen UUIDs)."""
-        self.container.upload_blob(
-            name,
-            data,
-            length=length,
-            overwrite=False,
-            max_concurrency=_UPLOAD_CONCURRENCY,
-            content_settings=ContentSettings(
-                content_type=content_type, cache_control="private, max-age=86400, immutable"
-            ),
+        """Write a new blob; never overwrites (names are server-chosen UUIDs).
+
+        A missing container is created and the write retried once, so an emptied storage
+        account (an Azurite restart, a mistaken delete) heals without restarting the app.
+        """
+        settings = ContentSettings(
+            content_type=content_type, cache_control="private, max-age=86400, immutable"
         )
+        for attempt in (1, 2):
+            try:
+                self.container.upload_blob(
+                    name,
+                    data,
+                    length=length,
+                    overwrite=False,
+                    max_concurrency=_UPLOAD_CONCURRENCY,
+                    content_settings=settings,
+                )
+                return
+            except ResourceNotFoundError as exc:
+                if attempt == 2 or getattr(exc, "error_code", None) != "ContainerNotFound":
+                    raise
+                self.ensure_container()
+                if not isinstance(data, bytes):
+                    data.seek(0)
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):

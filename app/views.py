@@ -17,7 +17,7 @@ from app.db import DatabaseUnavailable, Photo, get_db
 from app.emails import resolve_email
 from app.errors import error_response
 from app.graph import GraphError
-from app.images import CheckedImage, check_image, clean_filename
+from app.images import CheckedImage, check_filename, check_image
 from app.storage import StorageUnavailable, get_blobs
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def index() -> Any:
 def upload() -> Any:
     user = current_user()
     assert user is not None
+    if request.mimetype != "multipart/form-data":
+        abort(415, description="Send the images as multipart/form-data in the form field 'file'.")
     files = [f for f in request.files.getlist("file") if f.filename or _has_content(f.stream)]
     if not files:
         abort(400, description="Attach one or more images in the form field 'file'.")
@@ -107,8 +109,9 @@ def upload() -> Any:
     # Validate every file before storing any: a bad file stores nothing.
     checked: list[tuple[str, CheckedImage]] = []
     for upload in files:
+        filename = check_filename(upload.filename)
         image = check_image(upload.stream, max_pixels=_settings().max_image_pixels)
-        checked.append((clean_filename(upload.filename, image.extension), image))
+        checked.append((filename or f"image.{image.extension}", image))
     owner_email = _known_email(user)
     created: list[Photo] = []
     try:
