@@ -107,7 +107,6 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
         OSError,
         SyntaxError,
         ValueError,
-        Image.DecompressionBombError,
         EOFError,
     ) as exc:
         raise InvalidImage(

@@ -74,8 +74,13 @@ def _containers() -> Iterator[Services]:
     from testcontainers.community.azurite import AzuriteContainer
     from testcontainers.community.postgres import PostgresContainer
 
-    postgres = PostgresContainer(POSTGRES_IMAGE, username="photoshare", password="photoshare",  # noqa: S106
-                                 dbname="photoshare", driver=None)
+    postgres = PostgresContainer(
+        POSTGRES_IMAGE,
+        username="photoshare",
+        password="photoshare",  # noqa: S106
+        dbname="photoshare",
+        driver=None,
+    )
     azurite = AzuriteContainer(AZURITE_IMAGE).with_command(
         "azurite-blob --blobHost 0.0.0.0 --skipApiVersionCheck --inMemoryPersistence"
     )

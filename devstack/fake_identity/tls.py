@@ -84,6 +84,7 @@ def load_or_make_tls(dirpath: str | os.PathLike[str]) -> TlsFiles:
     system = system_trust_bundle()
     if system.resolve() != files.bundle_pem.resolve():
         ca_text = files.ca_pem.read_text(encoding="utf-8")
-        files.bundle_pem.write_text(system.read_text(encoding="utf-8").rstrip("\n") + "\n" + ca_text,
-                                    encoding="utf-8")
+        files.bundle_pem.write_text(
+            system.read_text(encoding="utf-8").rstrip("\n") + "\n" + ca_text, encoding="utf-8"
+        )
     return files

@@ -49,11 +49,24 @@ def uploader(signed_in: AppClient):
     [
         ("notes.jpg", b"just some text, not a picture", 415, "unsupported_type"),
         ("empty.png", b"", 400, "empty_file"),
-        ("plain.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>', 415,
-         "unsupported_type"),
-        ("script.svg", b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>',
-         415, "unsupported_type"),
-        ("page.gif", b"<!doctype html><script>alert(1)</script>" + make_image("GIF"), 415, "unsupported_type"),
+        (
+            "plain.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>',
+            415,
+            "unsupported_type",
+        ),
+        (
+            "script.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>',
+            415,
+            "unsupported_type",
+        ),
+        (
+            "page.gif",
+            b"<!doctype html><script>alert(1)</script>" + make_image("GIF"),
+            415,
+            "unsupported_type",
+        ),
         ("bomb.png", png_header_only(100_000, 100_000), 400, "too_many_pixels"),
         ("../escape.png", PNG, 400, "invalid_filename"),
         ("nul\x00.png", PNG, 400, "invalid_filename"),
@@ -87,7 +100,9 @@ def test_the_declared_part_type_is_ignored(signed_in: AppClient):
 
 def test_no_file_field(uploader: AppClient):
     response = uploader.request(
-        "POST", "/photos", files={"other": ("a.png", PNG, "image/png")},
+        "POST",
+        "/photos",
+        files={"other": ("a.png", PNG, "image/png")},
         headers={"X-CSRFToken": uploader.csrf_token(), "Accept": "application/json"},
     )
     assert_refused(response, 400, "bad_request")
@@ -95,7 +110,9 @@ def test_no_file_field(uploader: AppClient):
 
 def test_not_multipart(uploader: AppClient):
     response = uploader.request(
-        "POST", "/photos", json={"file": "aGVsbG8="},
+        "POST",
+        "/photos",
+        json={"file": "aGVsbG8="},
         headers={"X-CSRFToken": uploader.csrf_token(), "Accept": "application/json"},
     )
     assert_refused(response, 415, "unsupported_media_type")
@@ -103,9 +120,14 @@ def test_not_multipart(uploader: AppClient):
 
 def test_malformed_multipart(uploader: AppClient):
     response = uploader.request(
-        "POST", "/photos", data=b"--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc",
-        headers={"Content-Type": "multipart/form-data; boundary=xyz", "X-CSRFToken": uploader.csrf_token(),
-                 "Accept": "application/json"},
+        "POST",
+        "/photos",
+        data=b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc',
+        headers={
+            "Content-Type": "multipart/form-data; boundary=xyz",
+            "X-CSRFToken": uploader.csrf_token(),
+            "Accept": "application/json",
+        },
     )
     assert 400 <= response.status_code < 500
     assert response.json()["error"]
@@ -131,7 +153,7 @@ def test_oversized_upload_is_refused_before_the_body_is_read(signed_in: AppClien
     started = time.monotonic()
     with socket.create_connection((target.hostname, target.port), timeout=10) as sock:
         sock.sendall(head.encode())
-        sock.sendall(b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n\r\n")
+        sock.sendall(b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n\r\n')
         reply = sock.recv(65536).decode(errors="replace")
     assert reply.startswith("HTTP/1.1 413"), reply[:200]
     assert '"error":"too_large"' in reply.replace(" ", "")
@@ -139,24 +161,37 @@ def test_oversized_upload_is_refused_before_the_body_is_read(signed_in: AppClien
     assert signed_in.photos()["photos"] == []
 
 
-@pytest.mark.parametrize("photo_id", ["not-a-uuid", "1' OR '1'='1", "1;DROP TABLE photos", "%00", "..%2f..%2fetc"])
+@pytest.mark.parametrize(
+    "photo_id", ["not-a-uuid", "1' OR '1'='1", "1;DROP TABLE photos", "%00", "..%2f..%2fetc"]
+)
 def test_odd_photo_ids_are_404(signed_in: AppClient, photo_id):
     for method in ("GET", "DELETE"):
-        response = signed_in.request(method, f"/photos/{photo_id}", headers={"X-CSRFToken": signed_in.csrf_token()})
+        response = signed_in.request(
+            method, f"/photos/{photo_id}", headers={"X-CSRFToken": signed_in.csrf_token()}
+        )
         assert response.status_code == 404
         assert response.json()["error"] == "not_found"
 
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": "0"}, {"limit": "-1"}, {"limit": "99999999999999999999"}, {"limit": "1 OR 1=1"},
-     {"cursor": "' OR 1=1 --"}, {"cursor": "AAAA"}, {"cursor": "bm90fGF8dXVpZA"}],
+    [
+        {"limit": "0"},
+        {"limit": "-1"},
+        {"limit": "99999999999999999999"},
+        {"limit": "1 OR 1=1"},
+        {"cursor": "' OR 1=1 --"},
+        {"cursor": "AAAA"},
+        {"cursor": "bm90fGF8dXVpZA"},
+    ],
 )
 def test_bad_listing_params_are_400(signed_in: AppClient, params):
     assert_refused(signed_in.get("/api/photos", params=params), 400, "bad_request")
 
 
-def test_a_forged_but_wellformed_cursor_shows_only_your_photos(signed_in: AppClient, client_factory, make_user):
+def test_a_forged_but_wellformed_cursor_shows_only_your_photos(
+    signed_in: AppClient, client_factory, make_user
+):
     other = client_factory()
     other.sign_in(make_user())
     other.upload(("theirs.png", PNG, "image/png"))

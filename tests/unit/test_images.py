@@ -97,8 +97,17 @@ def test_no_filename():
 
 @pytest.mark.parametrize(
     "name",
-    ["../../etc/passwd.jpg", "C:\\Users\\me\\cat.png", "a\x00b.gif", "a\x1fb.gif", "line\nbreak.png",
-     "...", "..", ". .", "x" * 256],
+    [
+        "../../etc/passwd.jpg",
+        "C:\\Users\\me\\cat.png",
+        "a\x00b.gif",
+        "a\x1fb.gif",
+        "line\nbreak.png",
+        "...",
+        "..",
+        ". .",
+        "x" * 256,
+    ],
 )
 def test_crafted_filenames_are_refused(name):
     with pytest.raises(InvalidImage) as err:
