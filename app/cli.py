@@ -3,6 +3,7 @@
 - `photoshare migrate`: apply the schema (the app also applies it at start).
 - `photoshare reconcile`: delete blobs that no photo row references, older than a grace period
   (what a crash between the blob write and the row insert can leave behind).
+- `photoshare doctor`: diagnose the B2C and Graph settings, one line per check (app/doctor.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from dotenv import load_dotenv
 
+from app import doctor
 from app.db import Database
 from app.settings import Settings, SettingsError
 from app.storage import BlobStore
@@ -46,9 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grace-minutes", type=int, default=60, help="only blobs older than this are considered (default 60)"
     )
     rec.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    doc = commands.add_parser(
+        "doctor",
+        help=doctor.HELP,
+        description=doctor.DESCRIPTION,
+        epilog=doctor.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.add_arguments(doc)
     args = parser.parse_args(argv)
 
     load_dotenv(override=False)
+    if args.command == "doctor":  # needs only the B2C/Graph settings, validated by the doctor itself
+        return doctor.run(args, os.environ)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -54,6 +54,10 @@ class Database:
             max_size=max_connections,
             timeout=connect_timeout,
             check=ConnectionPool.check_connection,
+            # psycopg_pool's reconnect back-off doubles without a cap; abandoning an attempt after
+            # a few seconds lets the next request start a fresh one, so recovery after an outage
+            # takes seconds, not minutes.
+            reconnect_timeout=5,
             kwargs={"connect_timeout": connect_timeout, "row_factory": dict_row},
             open=False,
             name="photoshare",

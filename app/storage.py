@@ -20,7 +20,7 @@ from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
-    ExponentialRetry,
+    LinearRetry,
     UserDelegationKey,
     generate_blob_sas,
 )
@@ -52,9 +52,7 @@ class BlobStore:
     ) -> None:
         options: dict[str, Any] = {
             # Fail fast when the service is down instead of the SDK's minute of back-off.
-            "retry_policy": ExponentialRetry(
-                initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1
-            ),
+            "retry_policy": LinearRetry(backoff=0.5, retry_total=2, random_jitter_range=0.2),
             "connection_timeout": 5,
             "read_timeout": 60,
             "max_block_size": _BLOCK_SIZE,
