@@ -8,7 +8,9 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from devstack.appserver import AppServer
 from devstack.fake_identity.client import FakeIdentityClient
@@ -132,3 +134,15 @@ def client_factory(app_server: AppServer, fake: FakeIdentityClient) -> Callable[
         return AppClient((server or app_server).url, fake)
 
     return make
+
+
+@pytest.fixture
+def fresh_database(services: Services) -> Iterator[str]:
+    """An empty database on the same server, dropped afterwards."""
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -9,24 +9,10 @@ import threading
 import uuid
 
 import psycopg
-import pytest
 from azure.storage.blob import BlobServiceClient
-from psycopg import sql
 
 from app.db import Database
 from tests.integration.client import AppClient, make_image
-
-
-@pytest.fixture
-def fresh_database(services) -> str:
-    """An empty database on the same server, dropped afterwards."""
-    name = f"migrate_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_instances_starting_together_apply_the_schema_once(fresh_database):

@@ -1,0 +1,278 @@
+"""`photoshare doctor` against the fake Entra/B2C/Graph over real HTTPS, in every failure mode.
+
+Each run is a real subprocess (`python -m app.cli doctor`), and every run also checks that the
+client secret in its environment appears nowhere in what it printed.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from devstack.fake_identity.client import FakeIdentityClient
+from devstack.fake_identity.server import FakeIdentityServer
+
+CHECKS = ["settings", "user_flows", "token", "token_claims", "graph"]
+
+
+def run_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "doctor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    secret = env.get("AZURE_AD_B2C_CLIENT_SECRET", "")
+    assert secret
+    assert secret not in result.stdout
+    assert secret not in result.stderr
+    return result
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The check lines (`✓ 1. …`), without their detail and fix lines."""
+    return [line for line in result.stdout.splitlines() if line[:1] in "✓✗–"]
+
+
+@pytest.fixture
+def doctor_env(app_env: dict[str, str]) -> dict[str, str]:
+    """The app's environment minus what the doctor must not need: database, storage, SECRET_KEY."""
+    env = dict(app_env)
+    for name in (
+        "DATABASE_URL",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT_URL",
+        "SECRET_KEY",
+    ):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_all_green(doctor_env, make_user: Callable[..., dict], identity: FakeIdentityServer):
+    make_user("local")
+    result = run_doctor(doctor_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = lines(result)
+    assert [line[:4] for line in checks] == ["✓ 1.", "✓ 2.", "✓ 3.", "✓ 4.", "✓ 5."]
+    tenant = identity.config.b2c_tenant_id
+    assert f"their issuer names tenant {tenant}" in checks[1]
+    assert f"tid {tenant} is the B2C tenant; roles: User.Read.All" in checks[3]
+    assert "/v1.0/users?$top=1 answered; sample user " in checks[4]
+    assert "fix:" not in result.stdout
+    assert result.stdout.splitlines()[-1] == "photoshare doctor: all checks passed"
+
+
+def test_wrong_tenant_names_the_main_directory_mix_up(doctor_env, fake: FakeIdentityClient, identity):
+    main, b2c = identity.config.main_tenant_id, identity.config.b2c_tenant_id
+    result = run_doctor(doctor_env, "--tenant-id", main)  # a flag wins over the environment
+    assert result.returncode == 1
+    checks = lines(result)
+    assert checks[1] == (
+        f"✗ 2. B2C user flows: user flow B2C_1_signupsignin's issuer names tenant {b2c}, but "
+        f"AZURE_AD_B2C_TENANT_ID is {main}: you probably used your main tenant's id"
+    )
+    assert checks[2] == (
+        f"✗ 3. app-only token: AADSTS700016: client id {identity.config.client_id} is registered in "
+        f"another directory, not in {main}: you probably used your main tenant's id"
+    )
+    # The user flows' issuer told the doctor the B2C directory's id: the fix names it.
+    assert f"fix: set AZURE_AD_B2C_TENANT_ID={b2c}, the B2C directory's id" in result.stdout
+    assert checks[3] == "– 4. token tenant and roles: skipped: check 'app-only token' failed"
+    assert checks[4].startswith("– 5. Graph users: skipped")
+    assert fake.counters()["graph"] == 0
+
+
+def test_unknown_tenant(doctor_env, identity):
+    tenant = str(uuid.uuid4())
+    result = run_doctor({**doctor_env, "AZURE_AD_B2C_TENANT_ID": tenant})
+    assert result.returncode == 1
+    host = doctor_env["AZURE_AUTHORITY_HOST"]
+    assert lines(result)[2] == (
+        f"✗ 3. app-only token: AADSTS90002: tenant {tenant} does not exist at https://{host}"
+    )
+    assert "for sovereign clouds also set AZURE_AUTHORITY_HOST" in result.stdout
+
+
+def test_bad_secret(doctor_env, identity):
+    result = run_doctor({**doctor_env, "AZURE_AD_B2C_CLIENT_SECRET": "not-the-secret-" + uuid.uuid4().hex})
+    assert result.returncode == 1
+    assert lines(result)[2] == (
+        "✗ 3. app-only token: AADSTS7000215: AZURE_AD_B2C_CLIENT_SECRET is not a valid secret of app "
+        f"{identity.config.client_id}"
+    )
+    assert "fix: put the secret's Value (not its Secret ID)" in result.stdout
+
+
+def test_expired_secret(doctor_env, fake: FakeIdentityClient, identity):
+    fake.set_knobs(secret_expired=True)
+    result = run_doctor(doctor_env)
+    assert result.returncode == 1
+    assert lines(result)[2] == (
+        f"✗ 3. app-only token: AADSTS7000222: AZURE_AD_B2C_CLIENT_SECRET of app {identity.config.client_id} "
+        "has expired"
+    )
+    assert "fix: create a new client secret in the B2C tenant's App registrations" in result.stdout
+
+
+def test_token_endpoint_down(doctor_env, fake: FakeIdentityClient):
+    fake.set_knobs(token_endpoint_down=True)
+    result = run_doctor(doctor_env)
+    assert result.returncode == 1
+    assert "is unavailable (HTTP Error: 503)" in lines(result)[2]
+    assert "fix: retry later" in result.stdout
+
+
+@pytest.mark.parametrize(("roles", "shown"), [([], "none"), (["User.ReadBasic.All"], "User.ReadBasic.All")])
+def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, identity, roles, shown):
+    fake.set_knobs(roles=roles)
+    result = run_doctor(doctor_env)
+    assert result.returncode == 1
+    checks = lines(result)
+    assert checks[3] == (
+        f"✗ 4. token tenant and roles: the token has no Graph permission that can read users "
+        f"(roles: {shown}); Graph will answer 403"
+    )
+    assert (
+        f"fix: grant User.Read.All (or Directory.Read.All): in the B2C tenant, App registrations → "
+        f"{identity.config.client_id} → API permissions"
+    ) in result.stdout
+    assert "'Grant admin consent'" in result.stdout
+    assert checks[4].startswith("– 5.")
+    assert fake.counters()["graph"] == 0  # the permission is read from the token, not from a 403
+
+
+def test_unreachable_authority_fails_fast(doctor_env, fake: FakeIdentityClient, closed_port):
+    host = f"127.0.0.1:{closed_port}"
+    env = {**doctor_env, "AZURE_AUTHORITY_HOST": host, "AZURE_AD_B2C_AUTHORITY_HOST": host}
+    started = time.monotonic()
+    result = run_doctor(env)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    checks = lines(result)
+    assert checks[1].startswith(
+        f"✗ 2. B2C user flows: cannot reach the user flow's metadata at https://{host}/"
+    )
+    assert checks[1].endswith("(connection failed)")
+    assert checks[2] == (
+        f"✗ 3. app-only token: cannot reach the token endpoint at https://{host}/"
+        f"{doctor_env['AZURE_AD_B2C_TENANT_ID']} (connection failed)"
+    )
+    assert (
+        "fix: check AZURE_AUTHORITY_HOST (login.microsoftonline.com, or your cloud's host)" in result.stdout
+    )
+    assert fake.counters()["client_credentials_token"] == 0
+
+
+def test_untrusted_certificate(doctor_env):
+    result = run_doctor({**doctor_env, "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""})
+    assert result.returncode == 1
+    assert lines(result)[2].endswith("(TLS certificate not trusted)")
+    assert "point REQUESTS_CA_BUNDLE at a bundle that includes its CA" in result.stdout
+
+
+def test_throttled_graph_says_retry_later(doctor_env, fake: FakeIdentityClient):
+    fake.set_knobs(graph_throttle={"count": 10, "retry_after": 1})
+    result = run_doctor(doctor_env)
+    assert result.returncode == 1
+    assert lines(result)[4] == (
+        "✗ 5. Graph users: Microsoft Graph is throttling this app (Retry-After: 1 s), "
+        "still after the bounded retries"
+    )
+    assert "fix: retry later: Graph throttles per app and tenant" in result.stdout
+    assert fake.counters()["graph"] == 4  # one call and three retries, then it gives up
+
+
+def test_malformed_settings_are_check_one_and_nothing_is_called(doctor_env, fake: FakeIdentityClient):
+    env = {
+        **doctor_env,
+        "AZURE_AD_B2C_TENANT_ID": "contoso",
+        "AZURE_AD_B2C_TENANT_NAME": "contoso.b2clogin.com",
+    }
+    result = run_doctor(env)
+    assert result.returncode == 1
+    out = result.stdout.splitlines()
+    assert out[0] == "✗ 1. settings: 2 problems"
+    assert (
+        "     - AZURE_AD_B2C_TENANT_NAME must be the bare tenant name (contoso of contoso.onmicrosoft.com), "
+        "got 'contoso.b2clogin.com'"
+    ) in out
+    assert (
+        "     - AZURE_AD_B2C_TENANT_ID must be the B2C directory's GUID (Azure portal → your B2C tenant → "
+        "Overview → Tenant ID), not a name"
+    ) in out
+    assert [line[:4] for line in lines(result)] == ["✗ 1.", "– 2.", "– 3.", "– 4.", "– 5."]
+    assert sum(fake.counters().values()) == 0
+
+
+def test_unknown_user_flow(doctor_env):
+    result = run_doctor({**doctor_env, "AZURE_AD_B2C_PASSWORD_RESET_POLICY": "B2C_1_missing"})
+    assert result.returncode == 1
+    assert "✗ 2. B2C user flows: user flow B2C_1_missing of tenant" in lines(result)[1]
+    assert "answered 404" in lines(result)[1]
+    assert "(AADB2C90022: Unable to return metadata for the policy 'B2C_1_missing'" in lines(result)[1]
+    assert "fix: check AZURE_AD_B2C_TENANT_NAME and AZURE_AD_B2C_PASSWORD_RESET_POLICY" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "source"),
+    [
+        ("local", {}, "identities[signInType=emailAddress].issuerAssignedId"),
+        ("social", {}, "otherMails[0]"),
+        ("local", {"mail": "work@example.com"}, "mail"),
+    ],
+)
+def test_user_email_and_its_source(doctor_env, make_user, kind, extra, source):
+    user = make_user(kind, **extra)
+    result = run_doctor(doctor_env, "--user", user["oid"])
+    assert result.returncode == 0, result.stdout
+    email = extra.get("mail", user["email"])
+    assert lines(result)[5] == f"✓ 6. user email: user {user['oid']} → {email} (from {source})"
+
+
+def test_unknown_user(doctor_env):
+    oid = str(uuid.uuid4())
+    result = run_doctor(doctor_env, "--user", oid)
+    assert result.returncode == 1
+    assert lines(result)[5] == f"✗ 6. user email: user {oid} does not exist in the B2C directory"
+
+
+def test_json_output(doctor_env, identity):
+    green = run_doctor(doctor_env, "--json")
+    assert green.returncode == 0
+    results = json.loads(green.stdout)
+    assert [r["name"] for r in results] == CHECKS
+    assert all(set(r) == {"name", "ok", "detail", "fix"} and r["ok"] is True for r in results)
+
+    wrong = run_doctor({**doctor_env, "AZURE_AD_B2C_TENANT_ID": identity.config.main_tenant_id}, "--json")
+    assert wrong.returncode == 1
+    by_name = {r["name"]: r for r in json.loads(wrong.stdout)}
+    assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
+    assert by_name["token"]["detail"].startswith("AADSTS700016: client id ")
+    assert by_name["token"]["fix"].startswith(f"set AZURE_AD_B2C_TENANT_ID={identity.config.b2c_tenant_id}")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--client-secret", "x"], ["--timeout", "0"]],
+    ids=["no-secret-flag", "bad-timeout"],
+)
+def test_usage_errors_exit_2(doctor_env, args):
+    result = run_doctor(doctor_env, *args)
+    assert result.returncode == 2
+    assert "usage: photoshare" in result.stderr
+    assert result.stdout == ""
