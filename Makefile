@@ -9,12 +9,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: dev test lint format deps clean
+.PHONY: dev test lint format deps browser clean
 
 dev: deps
 	$(PY) -m devstack
 
-test: deps
+test: deps browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -27,6 +27,15 @@ format: deps
 	$(VENV)/bin/ruff check --fix app infra devstack tests
 
 deps: $(VENV)/.synced node_modules/.installed
+
+# The browser tests use the system Chromium when there is one (as root on Debian/Ubuntu it is
+# installed with apt-get), else Playwright's own build.
+browser: deps
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	   || ls $${PLAYWRIGHT_BROWSERS_PATH:-$$HOME/.cache/ms-playwright}/chromium-* >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else $(VENV)/bin/playwright install chromium; fi
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools

@@ -1,0 +1,98 @@
+"""A real browser: Playwright driving headless Chromium through sign-up, upload and sign-out.
+
+Chromium comes from the system (`chromium` on PATH, or PHOTOSHARE_CHROMIUM) when present, else
+Playwright's own build (`.venv/bin/playwright install chromium`); `make test` installs one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.client import make_image
+
+pytestmark = pytest.mark.browser
+
+
+def system_chromium() -> str | None:
+    for candidate in (
+        os.environ.get("PHOTOSHARE_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=system_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # The fake B2C's certificate comes from the tests' own CA, which the browser does not know:
+    # a person would accept the warning once.
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def test_sign_up_upload_and_sign_out(page: Page, app_server, fake, tmp_path):
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
+
+    page.goto(app_server.url)
+    page.click("#sign-in")
+    signup = page.locator("form#signup")
+    signup.locator("input[name=name]").fill("Grace Hopper")
+    signup.locator("input[name=email]").fill(email)
+    signup.locator("input[name=password]").fill("Cobol-Compiler-1959")
+    signup.locator("select[name=kind]").select_option("local")  # no emails claim: the page asks Graph
+    signup.locator("button[type=submit]").click()
+
+    page.wait_for_url(f"{app_server.url}/")
+    expect(page.locator("#userEmail")).to_have_text(f"User Email: {email}")
+    expect(page.locator("header")).to_contain_text("Grace Hopper")
+
+    picture = tmp_path / "sunset.jpg"
+    picture.write_bytes(make_image("JPEG", (640, 360), color=(250, 120, 30)))
+    page.set_input_files("#file", str(picture))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{app_server.url}/")
+    item = page.locator("#gallery li")
+    expect(item).to_have_count(1)
+    expect(item.locator(".name")).to_have_text("sunset.jpg")
+    thumbnail = item.locator("img")
+    expect(thumbnail).to_have_attribute(
+        "src", re.compile(r"^http://127\.0\.0\.1:\d+/devstoreaccount1/images/")
+    )
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+
+    item.locator("button.delete").click()
+    expect(page.locator("#gallery li")).to_have_count(0)
+
+    page.click("#sign-out")
+    page.wait_for_url(f"{app_server.url}/")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert fake.counters()["logout"] == 1
+    assert problems == []
