@@ -68,6 +68,16 @@ TITLES = {
     "user": "user email",
 }
 
+# The check each one builds on: when that failed (or was skipped), this one is skipped.
+_NEEDS: dict[str, str | None] = {
+    "settings": None,
+    "user_flows": "settings",
+    "token": "settings",
+    "token_claims": "token",
+    "graph": "token_claims",
+    "user": "graph",
+}
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -386,22 +396,12 @@ class Doctor:
         return exc.message, "retry later; if it persists, check GRAPH_ENDPOINT"
 
     def _settings(self) -> Settings:
-        assert self.settings is not None  # noqa: S101  # run() orders the checks
+        assert self.settings is not None, "run() orders the checks"
         return self.settings
 
     def _graph(self) -> GraphClient:
-        assert self.graph is not None  # noqa: S101
+        assert self.graph is not None, "run() orders the checks"
         return self.graph
-
-
-_NEEDS: dict[str, str | None] = {
-    "settings": None,
-    "user_flows": "settings",
-    "token": "settings",
-    "token_claims": "token",
-    "graph": "token_claims",
-    "user": "graph",
-}
 
 
 def _issuer_tenant(issuer: str) -> str | None:

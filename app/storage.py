@@ -52,7 +52,12 @@ class BlobStore:
     ) -> None:
         options: dict[str, Any] = {
             # Fail fast when the service is down instead of the SDK's minute of back-off.
-            "retry_policy": LinearRetry(backoff=0.5, retry_total=2, random_jitter_range=0.2),
+            # (The SDK annotates the delays as int; it computes with random.uniform, so floats work.)
+            "retry_policy": LinearRetry(
+                backoff=0.5,  # type: ignore[arg-type]
+                retry_total=2,
+                random_jitter_range=0.2,  # type: ignore[arg-type]
+            ),
             "connection_timeout": 5,
             "read_timeout": 60,
             "max_block_size": _BLOCK_SIZE,

@@ -264,15 +264,3 @@ def test_json_output(doctor_env, identity):
     assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
     assert by_name["token"]["detail"].startswith("AADSTS700016: client id ")
     assert by_name["token"]["fix"].startswith(f"set AZURE_AD_B2C_TENANT_ID={identity.config.b2c_tenant_id}")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [["--client-secret", "x"], ["--timeout", "0"]],
-    ids=["no-secret-flag", "bad-timeout"],
-)
-def test_usage_errors_exit_2(doctor_env, args):
-    result = run_doctor(doctor_env, *args)
-    assert result.returncode == 2
-    assert "usage: photoshare" in result.stderr
-    assert result.stdout == ""
