@@ -1,10 +1,12 @@
 """The app's code, deployed by `pulumi up` itself: a zip run from a private blob.
 
 `build_app_package()` lays out `app/` plus its runtime dependencies, installed for App Service's
-Linux Python from the lock file, so the site needs no build step. Dependencies go to
-`__oryx_packages__`, the directory App Service's Python startup script puts on the path when
-the app has no virtual environment. `AppPackage` uploads the zip; the web app mounts it with
-WEBSITE_RUN_FROM_PACKAGE through a user-assigned identity.
+Linux Python from the lock file, so the site needs no build step: App Service's build
+automation cannot run on a read-only package mount (why its docs call run-from-package
+unsupported for Python), and this package needs none. Dependencies go to `python_packages/`,
+which the site's PYTHONPATH names explicitly rather than relying on the platform's startup
+script. `AppPackage` uploads the zip; the web app mounts it with WEBSITE_RUN_FROM_PACKAGE
+through a user-assigned identity.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import pulumi
 from pulumi_azure_native import storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEPENDENCY_DIR = "__oryx_packages__"
+DEPENDENCY_DIR = "python_packages"
+# Where the site finds them: the package is mounted read-only at /home/site/wwwroot.
+SITE_PYTHONPATH = f"/home/site/wwwroot/{DEPENDENCY_DIR}"
 # App Service's Linux images are Debian bookworm (glibc 2.36), so manylinux_2_28 wheels run there.
 PLATFORM = "x86_64-manylinux_2_28"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")

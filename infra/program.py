@@ -20,7 +20,7 @@ from infra.identity import PlatformIdentity, PlatformIdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.naming import Names
 from infra.network import PrivateNetwork, PrivateNetworkArgs
-from infra.package import AppPackage, AppPackageArgs, BuiltPackage, build_app_package
+from infra.package import SITE_PYTHONPATH, AppPackage, AppPackageArgs, BuiltPackage, build_app_package
 from infra.storage import ImageStorage, ImageStorageArgs
 from infra.vault import AppSecrets, AppSecretsArgs
 from infra.webapp import WebApp, WebAppArgs
@@ -172,6 +172,7 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             "WEBSITE_RUN_FROM_PACKAGE": app_package.blob_url,
             "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": platform_identity.identity_id,
             "SCM_DO_BUILD_DURING_DEPLOYMENT": "false",
+            "PYTHONPATH": SITE_PYTHONPATH,
         },
     )
     site = WebApp(

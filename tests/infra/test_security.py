@@ -199,6 +199,7 @@ def test_code_is_run_from_the_private_package_blob_without_a_sas(default) -> Non
     assert blob["blobName"] == "photoshare-0123456789abcdef.zip"
     assert "?" not in url and "sig=" not in url
     assert default.app_settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "false"
+    assert default.app_settings["PYTHONPATH"] == "/home/site/wwwroot/python_packages"
 
 
 def test_role_assignments_grant_exactly_what_each_identity_needs(default) -> None:
