@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: dev test lint format deps browser clean
+.PHONY: dev test lint format deps browser clean bench
 
 dev: deps
 	$(PY) -m devstack
@@ -36,6 +36,13 @@ browser: deps
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else $(VENV)/bin/playwright install chromium; fi
+
+# The benchmark (bench/, never part of `make test`): wrk drives the load when it is installed
+# (as root on Debian/Ubuntu it is installed with apt-get), else Python threads do.
+bench: deps
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || :
+	$(PY) -m bench
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools

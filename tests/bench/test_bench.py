@@ -1,0 +1,57 @@
+"""`python -m bench --quick` runs end to end and emits every figure, in the table and the JSON.
+
+Timings are not checked (they are noisy, and tiny in quick mode); the full run is `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = {
+    "upload_overhead": 1,
+    "upload_memory_small": 2,
+    "upload_memory_large": 2,
+    "gallery_latency_ratio": 3,
+    "gallery_throughput": 4,
+    "identity_tokens_graph_users": 5,
+    "identity_graph_calls_graph_users": 5,
+    "identity_tokens_claim_users": 5,
+    "identity_graph_calls_claim_users": 5,
+    "suite_seconds": 6,
+}
+
+
+def test_quick_run_emits_every_figure_in_the_table_and_the_json(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick"
+    assert report["machine"]["cpus"] and report["machine"]["cpu_model"]
+    figures = report["figures"]
+    assert {key: f["measurement"] for key, f in figures.items()} == FIGURES
+    for key, figure in figures.items():
+        assert isinstance(figure["value"], int | float), key
+        assert figure["beside"], f"{key} has nothing side by side"
+        if figure["target"] is None:
+            assert figure["pass"] is None, key
+        else:
+            assert isinstance(figure["pass"], bool), key
+        assert figure["title"] in result.stdout, f"{key} missing from the printed table"
+    assert str(out) in result.stdout
+
+    # What holds at any size: one token per process, no Graph call when the ID token has the email.
+    assert figures["identity_tokens_graph_users"]["value"] <= 1
+    assert figures["identity_graph_calls_claim_users"]["value"] == 0
