@@ -8,9 +8,11 @@ tests) it uses the connection string's account key.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
@@ -49,6 +51,7 @@ class BlobStore:
         account_url: str | None = None,
         credential: Any = None,
         link_ttl: int = 900,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         options: dict[str, Any] = {
             # Fail fast when the service is down instead of the SDK's minute of back-off.
@@ -75,6 +78,9 @@ class BlobStore:
             raise ValueError("a connection string or an account URL is required")
         self.container = self.client.get_container_client(container)
         self.link_ttl = timedelta(seconds=link_ttl)
+        self._window = max(link_ttl // 2, 1)
+        self._clock = clock
+        self._signed_url = functools.lru_cache(maxsize=20_000)(self._sign)
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
@@ -141,16 +147,23 @@ class BlobStore:
                 yield blob.name
 
     def read_url(self, name: str) -> str:
-        """A read-only link to one blob, valid for `link_ttl`."""
-        now = datetime.now(UTC)
-        expiry = now + self.link_ttl
+        """A read-only link to one blob, valid for at least `link_ttl` from now.
+
+        Links are signed once per window of half the TTL and cached, so a gallery reload
+        signs nothing and the URLs stay the same, which lets the browser cache the images.
+        """
+        return self._signed_url(name, int(self._clock() // self._window))
+
+    def _sign(self, name: str, window: int) -> str:
+        window_start = datetime.fromtimestamp(window * self._window, UTC)
+        expiry = window_start + timedelta(seconds=self._window) + self.link_ttl
         common: dict[str, Any] = {
             "account_name": self.client.account_name,
             "container_name": self.container.container_name,
             "blob_name": name,
             "permission": BlobSasPermissions(read=True),
             "expiry": expiry,
-            "start": now - timedelta(minutes=5),  # clock skew between us and Storage
+            "start": window_start - timedelta(minutes=5),  # clock skew between us and Storage
         }
         account_key = getattr(self.client.credential, "account_key", None)
         if account_key:
