@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, abort, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -65,6 +65,17 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.extensions["graph"] = GraphClient.from_settings(settings)
     B2CClient.from_settings(settings).init_app(app)
+
+    @app.before_request
+    def signed_out_writes_are_401() -> None:
+        """Registered before CSRFProtect's check, so a signed-out write hears 401, not 400."""
+        if (
+            request.method not in ("GET", "HEAD", "OPTIONS")
+            and request.path.startswith(("/photos", "/api/"))
+            and current_user() is None
+        ):
+            abort(401)
+
     csrf.init_app(app)
     errors.init_app(app)
 

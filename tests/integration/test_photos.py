@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 
 import psycopg
 import requests
@@ -108,7 +109,10 @@ def test_signed_out_callers_get_401_json_or_the_sign_in_page(client: AppClient):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json()["error"] == "unauthenticated"
-    assert client.request("POST", "/photos").status_code in (400, 401)
+    for method, path in (("POST", "/photos"), ("DELETE", f"/photos/{uuid.uuid4()}")):
+        response = client.request(method, path, headers={"Accept": "application/json"})
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"] == "unauthenticated"
     landing = client.get("/", headers={"Accept": "text/html"})
     assert landing.status_code == 200 and "/auth/login" in landing.text
     edit = client.get("/auth/edit-profile")
