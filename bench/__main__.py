@@ -23,7 +23,7 @@ from bench.client import Browser, new_user
 from bench.jpeg import noise_jpeg
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Figure, machine, table, write_json
-from bench.servers import NaiveServer, running, single_worker
+from bench.servers import naive_server, running, single_worker
 from devstack.appserver import PROJECT_ROOT, AppServer
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.stack import LocalStack
@@ -85,7 +85,7 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                 )
 
                 naive_before = fake.counters()["client_credentials_token"]
-                naive = NaiveServer(env=env, log_dir=logs)
+                naive = naive_server(env=env, log_dir=logs)
                 with running(naive):
                     naive_start_tokens = fake.counters()["client_credentials_token"] - naive_before
                     _say(f"naive app: 1 worker at {naive.url}; 5. identity economy, naive")

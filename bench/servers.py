@@ -7,64 +7,25 @@ differs; one worker makes the serving pid known and the token count per process 
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
-from devstack.appserver import PROJECT_ROOT, AppServer
-from devstack.process import LOOPBACK, ManagedProcess, free_port
+from devstack.appserver import AppServer
 
 
-class NaiveServer:
+def naive_server(*, env: dict[str, str], log_dir: Path, workers: int = 1, threads: int = 4) -> AppServer:
     """gunicorn serving bench.naive_app with the same config file as the app."""
-
-    def __init__(self, *, env: dict[str, str], log_dir: Path, workers: int = 1, threads: int = 4) -> None:
-        self.port = free_port()
-        self.env = {
-            **env,
-            "HOST": LOOPBACK,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-            "GUNICORN_THREADS": str(threads),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_path = log_dir / "naive.log"
-        self._proc: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self) -> NaiveServer:
-        self._proc = ManagedProcess(
-            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "bench.naive_app:app"],
-            name="naive app",
-            log_path=self.log_path,
-            env=self.env,
-            cwd=PROJECT_ROOT,
-        )
-        self._proc.wait_ready(self._answers, timeout=60, what="the naive app (gunicorn)")
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+    return AppServer(
+        env=env,
+        workers=workers,
+        threads=threads,
+        log_dir=log_dir,
+        wsgi_app="bench.naive_app:app",
+        name="naive app",
+    )
 
 
 def worker_pids(master_pid: int) -> list[int]:
@@ -80,7 +41,7 @@ def worker_pids(master_pid: int) -> list[int]:
     return sorted(pids)
 
 
-def single_worker(server: AppServer | NaiveServer) -> int:
+def single_worker(server: AppServer) -> int:
     """The one worker of a 1-worker server (the pid that serves every request)."""
     assert server.pid is not None
     deadline = time.monotonic() + 10
@@ -142,9 +103,9 @@ class PeakRss:
 
 
 @contextmanager
-def running(*servers: AppServer | NaiveServer) -> Iterator[None]:
+def running(*servers: AppServer) -> Iterator[None]:
     """Start servers in order; stop them all (reverse order) however the block ends."""
-    started: list[AppServer | NaiveServer] = []
+    started: list[AppServer] = []
     try:
         for server in servers:
             started.append(server)  # before start(): a start interrupted half-way is stopped too

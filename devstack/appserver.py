@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class AppServer:
-    """gunicorn serving `app:create_app()` with the given environment."""
+    """gunicorn serving `app:create_app()` (or another WSGI target) with the given environment."""
 
     def __init__(
         self,
@@ -30,13 +30,19 @@ class AppServer:
         threads: int = 4,
         log_dir: Path | None = None,
         start_timeout: float = 60.0,
+        wsgi_app: str = "app:create_app()",
+        name: str = "app",
     ) -> None:
         self.env = dict(env)
+        self.wsgi_app = wsgi_app
+        self.name = name
         self.host = host
         self.port = port or free_port()
         self.workers = workers
         self.threads = threads
-        self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="photoshare-app-"))) / "app.log"
+        self.log_path = (
+            log_dir or Path(tempfile.mkdtemp(prefix="photoshare-app-"))
+        ) / f"{name.replace(' ', '-')}.log"
         self.start_timeout = start_timeout
         self._proc: ManagedProcess | None = None
 
@@ -54,13 +60,13 @@ class AppServer:
             "PYTHONUNBUFFERED": "1",
         }
         self._proc = ManagedProcess(
-            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
-            name="app",
+            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", self.wsgi_app],
+            name=self.name,
             log_path=self.log_path,
             env=env,
             cwd=PROJECT_ROOT,
         )
-        self._proc.wait_ready(self._answers, timeout=self.start_timeout, what="the app (gunicorn)")
+        self._proc.wait_ready(self._answers, timeout=self.start_timeout, what=f"{self.name} (gunicorn)")
         return self
 
     def _answers(self) -> bool:
