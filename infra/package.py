@@ -22,6 +22,8 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import storage
 
+from infra.storage import hardened_account
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPENDENCY_DIR = "python_packages"
 # Where the site finds them: the package is mounted read-only at /home/site/wwwroot.
@@ -179,18 +181,14 @@ class AppPackage(pulumi.ComponentResource):
         super().__init__("photoshare:package:AppPackage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.account = storage.StorageAccount(
+        # Its own account, with keys on: pulumi-azure-native uploads blobs with the account key,
+        # and the images account stays keyless.
+        self.account = hardened_account(
             f"{name}-account",
             account_name=args.account_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            kind=storage.Kind.STORAGE_V2,
-            sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-            enable_https_traffic_only=True,
-            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-            allow_blob_public_access=False,
             allow_shared_key_access=True,
-            allow_cross_tenant_replication=False,
             tags=args.tags,
             opts=child,
         )
