@@ -181,8 +181,6 @@ class AppPackage(pulumi.ComponentResource):
         super().__init__("photoshare:package:AppPackage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        # Its own account, with keys on: pulumi-azure-native uploads blobs with the account key,
-        # and the images account stays keyless.
         self.account = hardened_account(
             f"{name}-account",
             account_name=args.account_name,
