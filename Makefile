@@ -18,13 +18,13 @@ test: deps browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
-	$(VENV)/bin/ruff check app infra devstack tests
-	$(VENV)/bin/ruff format --check app infra devstack tests
+	$(VENV)/bin/ruff check app infra devstack bench tests
+	$(VENV)/bin/ruff format --check app infra devstack bench tests
 	$(VENV)/bin/mypy app infra
 
 format: deps
-	$(VENV)/bin/ruff format app infra devstack tests
-	$(VENV)/bin/ruff check --fix app infra devstack tests
+	$(VENV)/bin/ruff format app infra devstack bench tests
+	$(VENV)/bin/ruff check --fix app infra devstack bench tests
 
 deps: $(VENV)/.synced node_modules/.installed
 
