@@ -33,7 +33,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,6 @@ def get_b2c() -> B2CClient:
     return current_app.extensions["b2c"]
 
 
-def _settings() -> Settings:
-    return current_app.extensions["settings"]
-
-
 def safe_next(target: str | None) -> str:
     """Only same-site relative paths: `/x`, never `//host`, `/\\host` or a scheme."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
@@ -202,19 +198,19 @@ def _start_flow(policy: str, next_url: str) -> Response:
 
 @bp.get("/login")
 def login() -> Response:
-    return _start_flow(_settings().signup_signin_policy, safe_next(request.args.get("next")))
+    return _start_flow(get_settings().signup_signin_policy, safe_next(request.args.get("next")))
 
 
 @bp.get("/reset-password")
 def reset_password() -> Response:
-    return _start_flow(_settings().password_reset_policy, safe_next(request.args.get("next")))
+    return _start_flow(get_settings().password_reset_policy, safe_next(request.args.get("next")))
 
 
 @bp.get("/edit-profile")
 def edit_profile() -> Response:
     if current_user() is None:
         return redirect(url_for("auth.login", next="/"))
-    return _start_flow(_settings().profile_edit_policy, "/")
+    return _start_flow(get_settings().profile_edit_policy, "/")
 
 
 @bp.get("/callback")
@@ -222,7 +218,7 @@ def callback() -> Response | tuple[str, int]:
     pending = session.pop("auth_flow", None)
     description = request.args.get("error_description", "")
     if FORGOT_PASSWORD in description:
-        return _start_flow(_settings().password_reset_policy, pending["next"] if pending else "/")
+        return _start_flow(get_settings().password_reset_policy, pending["next"] if pending else "/")
     if CANCELLED in description:
         return redirect(url_for("views.index"))
     if not isinstance(pending, dict) or "flow" not in pending:
@@ -269,7 +265,7 @@ def logout() -> Response:
     session.clear()
     home = url_for("views.index", _external=True)
     try:
-        end_session = get_b2c().metadata(_settings().signup_signin_policy)["end_session_endpoint"]
+        end_session = get_b2c().metadata(get_settings().signup_signin_policy)["end_session_endpoint"]
     except (requests.RequestException, KeyError, ValueError):
         return redirect(home)
     return redirect(f"{end_session}?{urlencode({'post_logout_redirect_uri': home})}")

@@ -14,6 +14,7 @@ from flask import current_app
 
 from app.db import get_db
 from app.graph import GraphClient
+from app.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def resolve_email(user: dict[str, Any]) -> ResolvedEmail:
     if user.get("email"):
         return ResolvedEmail(user["email"], "id_token")
     db = get_db()
-    ttl = current_app.extensions["settings"].email_cache_ttl
+    ttl = get_settings().email_cache_ttl
     cached = db.cached_email(user["oid"], max_age_seconds=ttl)
     if cached is not None:
         return ResolvedEmail(cached[0], cached[1])

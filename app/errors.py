@@ -42,9 +42,13 @@ def wants_json() -> bool:
     return not _prefers_html()
 
 
+def preferred_type() -> str | None:
+    """JSON or HTML, whichever the request's Accept header ranks first (JSON on a tie)."""
+    return request.accept_mimetypes.best_match(["application/json", "text/html"])
+
+
 def _prefers_html() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
+    return preferred_type() == "text/html"
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Any:

@@ -265,3 +265,11 @@ def is_guid(value: str) -> bool:
     except ValueError:
         return False
     return bool(_GUID.match(value))
+
+
+def get_settings() -> Settings:
+    """The running app's settings (inside a request or app context)."""
+    from flask import current_app  # only here: infra imports this module without an app
+
+    settings: Settings = current_app.extensions["settings"]
+    return settings

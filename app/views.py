@@ -9,15 +9,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, abort, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from app.auth import current_user, login_required
 from app.db import DatabaseUnavailable, Photo, get_db
 from app.emails import resolve_email
-from app.errors import error_response
+from app.errors import error_response, preferred_type
 from app.graph import GraphError
 from app.images import CheckedImage, check_filename, check_image
+from app.settings import get_settings
 from app.storage import StorageUnavailable, get_blobs
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ bp = Blueprint("views", __name__)
 
 DEFAULT_PAGE = 24
 MAX_PAGE = 100
-
-
-def _settings() -> Any:
-    return current_app.extensions["settings"]
 
 
 def photo_json(photo: Photo) -> dict[str, Any]:
@@ -103,14 +100,14 @@ def upload() -> Any:
     files = [f for f in request.files.getlist("file") if f.filename or _has_content(f.stream)]
     if not files:
         abort(400, description="Attach one or more images in the form field 'file'.")
-    limit = _settings().max_files_per_upload
+    limit = get_settings().max_files_per_upload
     if len(files) > limit:
         abort(400, description=f"At most {limit} files per upload.")
     # Validate every file before storing any: a bad file stores nothing.
     checked: list[tuple[str, CheckedImage]] = []
     for upload in files:
         filename = check_filename(upload.filename)
-        image = check_image(upload.stream, max_pixels=_settings().max_image_pixels)
+        image = check_image(upload.stream, max_pixels=get_settings().max_image_pixels)
         checked.append((filename or f"image.{image.extension}", image))
     owner_email = _known_email(user)
     created: list[Photo] = []
@@ -121,7 +118,7 @@ def upload() -> Any:
         for photo in created:  # nothing is acknowledged unless all of it is in both stores
             _remove(photo)
         raise
-    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json":
+    if preferred_type() == "application/json":
         return jsonify({"photos": [photo_json(p) for p in created]}), 201
     return redirect("/", code=303)
 
