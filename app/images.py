@@ -59,6 +59,25 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def stored_as_sent(stream: IO[bytes]) -> bool:
+    """Whether the upload will be stored byte for byte if it is valid, so its bytes may be sent
+    to storage (as uncommitted blocks) while it is validated: a JPEG whose EXIF, which sits
+    before the image data and which Pillow reads at open, has no location. Anything else, or
+    anything that does not open, is validated first; what is then stored may be a cleaned copy.
+    """
+    stream.seek(0)
+    try:
+        if sniff_format(stream.read(16)) != "JPEG":
+            return False
+        stream.seek(0)
+        with Image.open(stream, formats=["JPEG"]) as img:
+            return _GPS_IFD not in img.getexif()
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        return False  # check_image says what is wrong
+    finally:
+        stream.seek(0)
+
+
 def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
     """Validate a seekable upload and return what to store.
 

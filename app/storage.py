@@ -7,18 +7,23 @@ tests) it uses the connection string's account key.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
+    BlobBlock,
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
@@ -33,11 +38,13 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 StorageUnavailable = AzureError
+T = TypeVar("T")
 
 # Blocks of 4 MiB, two in flight: the upload streams from the spooled request file and
 # a worker's memory stays flat whatever the file size.
-_BLOCK_SIZE = 4 * 1024 * 1024
+BLOCK_SIZE = 4 * 1024 * 1024
 _UPLOAD_CONCURRENCY = 2
+_CACHE_CONTROL = "private, max-age=86400, immutable"
 
 
 class BlobStore:
@@ -63,8 +70,8 @@ class BlobStore:
             ),
             "connection_timeout": 5,
             "read_timeout": 60,
-            "max_block_size": _BLOCK_SIZE,
-            "max_single_put_size": _BLOCK_SIZE,
+            "max_block_size": BLOCK_SIZE,
+            "max_single_put_size": BLOCK_SIZE,
         }
         if connection_string:
             self.client = BlobServiceClient.from_connection_string(connection_string, **options)
@@ -111,31 +118,40 @@ class BlobStore:
         self.container.get_container_properties()
 
     def upload(self, name: str, data: IO[bytes] | bytes, *, length: int, content_type: str) -> None:
-        """Write a new blob; never overwrites (names are server-chosen UUIDs).
+        """Write a new blob; never overwrites (names are server-chosen UUIDs)."""
 
-        A missing container is created and the write retried once, so an emptied storage
-        account (an Azurite restart, a mistaken delete) heals without restarting the app.
+        def write() -> None:
+            if not isinstance(data, bytes):
+                data.seek(0)
+            self.container.upload_blob(
+                name,
+                data,
+                length=length,
+                overwrite=False,
+                max_concurrency=_UPLOAD_CONCURRENCY,
+                content_settings=ContentSettings(content_type=content_type, cache_control=_CACHE_CONTROL),
+            )
+
+        self.in_container(write)
+
+    def stage(self, name: str, source: IO[bytes], *, length: int) -> StagedBlob:
+        """Start sending `source`'s bytes as uncommitted blocks of blob `name`, in the
+        background; the blob exists only once the returned `StagedBlob` is committed."""
+        return StagedBlob(self, name, source, length)
+
+    def in_container(self, write: Callable[[], T]) -> T:
+        """Run `write`; if the container is missing, create it and run `write` once more.
+
+        So an emptied storage account (an Azurite restart, a mistaken delete) heals without
+        restarting the app.
         """
-        settings = ContentSettings(
-            content_type=content_type, cache_control="private, max-age=86400, immutable"
-        )
-        for attempt in (1, 2):
-            try:
-                self.container.upload_blob(
-                    name,
-                    data,
-                    length=length,
-                    overwrite=False,
-                    max_concurrency=_UPLOAD_CONCURRENCY,
-                    content_settings=settings,
-                )
-                return
-            except ResourceNotFoundError as exc:
-                if attempt == 2 or getattr(exc, "error_code", None) != "ContainerNotFound":
-                    raise
-                self.ensure_container()
-                if not isinstance(data, bytes):
-                    data.seek(0)
+        try:
+            return write()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != "ContainerNotFound":
+                raise
+        self.ensure_container()
+        return write()
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
@@ -183,6 +199,56 @@ class BlobStore:
                 self._delegation_key = self.client.get_user_delegation_key(start, expiry)
                 self._delegation_key_expiry = expiry
             return self._delegation_key
+
+
+class StagedBlob:
+    """One blob's blocks, sent while the caller validates the same bytes.
+
+    Staged blocks are invisible: no one can read them and there is no blob until `commit`, so
+    a file that fails validation is never stored (Blob Storage discards uncommitted blocks
+    after a week). Blocks are read with `os.pread` from the file's descriptor, which leaves the
+    file position to the validating reader; two blocks of 4 MiB are in memory at most.
+    """
+
+    def __init__(self, store: BlobStore, name: str, source: IO[bytes], length: int) -> None:
+        self.name = name
+        self._store = store
+        self._blob = store.container.get_blob_client(name)
+        self._fd = source.fileno()  # a spooled file moves to disk here, before any thread reads
+        self._stop = threading.Event()
+        self._block_ids: list[str] = []
+        pool = futures.ThreadPoolExecutor(_UPLOAD_CONCURRENCY, thread_name_prefix="stage-block")
+        self._futures = []
+        for index, offset in enumerate(range(0, length, BLOCK_SIZE)):
+            block_id = base64.b64encode(f"{index:08d}".encode()).decode()  # same length for all
+            self._block_ids.append(block_id)
+            size = min(BLOCK_SIZE, length - offset)
+            self._futures.append(pool.submit(self._stage_block, block_id, offset, size))
+        pool.shutdown(wait=False)  # its threads end with the last block
+
+    def _stage_block(self, block_id: str, offset: int, size: int) -> None:
+        if self._stop.is_set():
+            return
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise OSError(f"the upload's file ended at {offset + len(data)} bytes, not {offset + size}")
+        self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=size))
+
+    def commit(self, *, content_type: str) -> None:
+        """Wait for every block, then make the blob from them; never overwrites."""
+        for future in self._futures:
+            future.result()
+        self._blob.commit_block_list(
+            [BlobBlock(block_id) for block_id in self._block_ids],
+            content_settings=ContentSettings(content_type=content_type, cache_control=_CACHE_CONTROL),
+            match_condition=MatchConditions.IfMissing,
+        )
+
+    def abandon(self) -> None:
+        """Stage no more blocks and wait for those in flight, so no thread outlives the
+        request; what was staged is never committed."""
+        self._stop.set()
+        futures.wait(self._futures)
 
 
 def get_blobs() -> BlobStore:

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from app.images import InvalidImage, check_filename, check_image, sniff_format
+from app.images import InvalidImage, check_filename, check_image, sniff_format, stored_as_sent
 
 
 def encode(fmt: str, size=(64, 48), mode="RGB", **options) -> bytes:
@@ -113,3 +113,14 @@ def test_crafted_filenames_are_refused(name):
     with pytest.raises(InvalidImage) as err:
         check_filename(name)
     assert err.value.code == "invalid_filename"
+
+
+def test_only_jpegs_without_location_are_stored_as_sent():
+    assert stored_as_sent(io.BytesIO(encode("JPEG")))
+    assert not stored_as_sent(io.BytesIO(jpeg_with_gps()))
+    assert not stored_as_sent(io.BytesIO(encode("PNG")))
+    assert not stored_as_sent(io.BytesIO(b"\xff\xd8\xff" + b"\0" * 64))  # JPEG magic, no JPEG
+    stream = io.BytesIO(encode("JPEG"))
+    stream.seek(5)
+    stored_as_sent(stream)
+    assert stream.tell() == 0
