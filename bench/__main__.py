@@ -81,7 +81,12 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                 _say("1. upload overhead")
                 uploader = Browser(app.url, fake.base_url).sign_in(new_user(fake, "local_with_emails_claim"))
                 figures += upload.overhead(
-                    uploader, stack.azurite.connection_string, "images", overhead_file, plan.overhead_runs
+                    uploader,
+                    stack.azurite.connection_string,
+                    "images",
+                    overhead_file,
+                    plan.overhead_runs,
+                    MAX_IMAGE_PIXELS,
                 )
 
                 naive_before = fake.counters()["client_credentials_token"]
