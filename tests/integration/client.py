@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +19,16 @@ def make_image(
 ) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, fmt, **options)
+    return out.getvalue()
+
+
+def noise_jpeg(side: int = 1216) -> bytes:
+    """Random noise at quality 100 without subsampling: ~4 bytes a pixel, ~6 MB at 1216²,
+    more than one of the app's 4 MiB upload blocks."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(
+        out, "JPEG", quality=100, subsampling=0
+    )
     return out.getvalue()
 
 

@@ -18,7 +18,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from tests.integration.client import AppClient, make_image
+from tests.integration.client import AppClient, make_image, noise_jpeg
 
 
 @pytest.fixture
@@ -109,9 +109,11 @@ def test_azurite_down(local_services, signed_in: AppClient):
     kept = signed_in.upload(("before.png", make_image("PNG"), "image/png")).json()["photos"][0]
     local_services.azurite.stop()
 
-    response = signed_in.upload(("during.png", make_image("PNG"), "image/png"))
-    assert response.status_code == 503
-    assert response.json()["error"] == "storage_unavailable"
+    small, large = ("during.png", make_image("PNG"), "image/png"), ("during.jpg", noise_jpeg(), "image/jpeg")
+    for during in (small, large):  # the large JPEG's blocks are staged while it is validated
+        response = signed_in.upload(during)
+        assert response.status_code == 503
+        assert response.json()["error"] == "storage_unavailable"
     assert [p["id"] for p in signed_in.photos()["photos"]] == [kept["id"]]  # no row written; listing answers
     down = signed_in.get("/readyz")
     assert down.status_code == 503
@@ -119,9 +121,12 @@ def test_azurite_down(local_services, signed_in: AppClient):
     assert "storage" in down.json()["message"]
 
     local_services.azurite.start()  # empty: in-memory Azurite lost the container too
-    assert signed_in.upload(("after.png", make_image("PNG"), "image/png")).status_code == 201
+    after = signed_in.upload(("after.jpg", noise_jpeg(), "image/jpeg"))
+    assert after.status_code == 201  # staged into the container the app re-created
     assert signed_in.get("/readyz").status_code == 200
     assert len(rows_of(local_services, oid)) == 4
+    after_id = after.json()["photos"][0]["id"]
+    assert blobs_of(local_services, oid) == {f"{oid}/{after_id}.jpg", f"{oid}/{after_id}.thumb.jpg"}
 
 
 def test_graph_5xx_is_retried_then_succeeds(client: AppClient, make_user, fake):

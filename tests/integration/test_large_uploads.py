@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import threading
 import uuid
 
@@ -16,16 +15,12 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from PIL import Image
 
 from app.storage import BLOCK_SIZE, BlobStore
-from tests.integration.client import AppClient
+from tests.integration.client import AppClient, noise_jpeg
 
 
 @pytest.fixture(scope="module")
 def large_jpeg() -> bytes:
-    """~6 MB of noise: more than one 4 MiB block."""
-    image = Image.frombytes("RGB", (1216, 1216), os.urandom(1216 * 1216 * 3))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=100, subsampling=0)
-    data = out.getvalue()
+    data = noise_jpeg()
     assert len(data) > BLOCK_SIZE
     return data
 
