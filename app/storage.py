@@ -234,6 +234,10 @@ class StagedBlob:
             raise OSError(f"the upload's file ended at {offset + len(data)} bytes, not {offset + size}")
         self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=size))
 
+    def wait(self) -> None:
+        """Return once every block is staged or has failed (`commit` raises the failure)."""
+        futures.wait(self._futures)
+
     def commit(self, *, content_type: str) -> None:
         """Wait for every block, then make the blob from them; never overwrites."""
         for future in self._futures:
@@ -248,7 +252,7 @@ class StagedBlob:
         """Stage no more blocks and wait for those in flight, so no thread outlives the
         request; what was staged is never committed."""
         self._stop.set()
-        futures.wait(self._futures)
+        self.wait()
 
 
 def get_blobs() -> BlobStore:

@@ -110,6 +110,8 @@ def upload() -> Any:
     created: list[Photo] = []
     try:
         for upload in files:
+            if pending and pending[-1].staged is not None:
+                pending[-1].staged.wait()  # one file's blocks in memory at a time, however many files
             pending.append(_validate(user["oid"], upload.filename, upload.stream))
         owner_email = _known_email(user)
         for item in pending:

@@ -63,6 +63,14 @@ def test_a_large_jpeg_is_stored_byte_for_byte_from_its_staged_blocks(
     assert len(committed) == -(-len(large_jpeg) // BLOCK_SIZE)
 
 
+def test_several_large_jpegs_in_one_request_are_all_stored(signed_in: AppClient, large_jpeg: bytes):
+    other = noise_jpeg(1100)
+    response = signed_in.upload(("one.jpg", large_jpeg, "image/jpeg"), ("two.jpg", other, "image/jpeg"))
+    assert response.status_code == 201, response.text
+    stored = [requests.get(p["url"], timeout=30).content for p in response.json()["photos"]]
+    assert stored == [large_jpeg, other]
+
+
 def test_a_truncated_large_jpeg_is_refused_and_nothing_is_committed(
     signed_in: AppClient, container: ContainerClient, large_jpeg: bytes
 ):
