@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+IMAGES_CONTAINER = "images"  # the app's AZURE_STORAGE_CONTAINER in the tests
 POSTGRES_IMAGE = "postgres:16.6-alpine"
 PROVIDERS = ("auto", "containers", "local", "external")
 
@@ -27,6 +30,16 @@ class Services:
     # The local provider's handles, for tests that stop and start a service mid-test.
     postgres: Any = None
     azurite: Any = None
+
+    def images(self) -> ContainerClient:
+        """The app's images container, as the tests see it."""
+        return BlobServiceClient.from_connection_string(self.storage_connection_string).get_container_client(
+            IMAGES_CONTAINER
+        )
+
+    def blobs_of(self, oid: str) -> set[str]:
+        """Names of a user's committed blobs (staged, uncommitted blocks are not a blob)."""
+        return {b.name for b in self.images().list_blobs(name_starts_with=f"{oid}/")}
 
 
 def docker_answers() -> bool:

@@ -19,7 +19,7 @@ from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import make_tls
 from devstack.stack import identity_env
 from tests.integration.client import AppClient
-from tests.services import Services, chosen_provider, provide
+from tests.services import IMAGES_CONTAINER, Services, chosen_provider, provide
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
         SECRET_KEY=secrets.token_hex(32),
         DATABASE_URL=services.database_url,
         AZURE_STORAGE_CONNECTION_STRING=services.storage_connection_string,
-        AZURE_STORAGE_CONTAINER="images",
+        AZURE_STORAGE_CONTAINER=IMAGES_CONTAINER,
         EMAIL_CACHE_TTL_SECONDS="3600",
     )
     env.update(identity_env(identity, identity.bundle_pem))  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ import threading
 import uuid
 
 import psycopg
-from azure.storage.blob import BlobServiceClient
 
 from app.db import Database
 from tests.integration.client import AppClient, make_image
@@ -59,9 +58,7 @@ def test_migrate_command_names_a_bad_setting(app_env):
 
 def test_reconcile_removes_only_orphan_blobs(signed_in: AppClient, app_env, services):
     photo = signed_in.upload(("kept.png", make_image("PNG"), "image/png")).json()["photos"][0]
-    container = BlobServiceClient.from_connection_string(
-        services.storage_connection_string
-    ).get_container_client("images")
+    container = services.images()
     orphan = f"{signed_in.user['oid']}/{uuid.uuid4()}.png"  # a crash between blob and row
     container.upload_blob(orphan, make_image("PNG"))
 

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
 from tests.integration.client import AppClient, make_image, noise_jpeg
@@ -42,13 +41,6 @@ def rows_of(services, oid: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT blob_name FROM photos WHERE owner_oid = %s", (oid,))} | {
             r[0] for r in conn.execute("SELECT thumb_blob_name FROM photos WHERE owner_oid = %s", (oid,))
         }
-
-
-def blobs_of(services, oid: str) -> set[str]:
-    container = BlobServiceClient.from_connection_string(
-        services.storage_connection_string
-    ).get_container_client("images")
-    return {b.name for b in container.list_blobs(name_starts_with=f"{oid}/")}
 
 
 def test_postgres_down_during_uploads(local_services, signed_in: AppClient, app_env):
@@ -100,7 +92,7 @@ def test_postgres_down_during_uploads(local_services, signed_in: AppClient, app_
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert blobs_of(local_services, oid) == rows_of(local_services, oid)
+    assert local_services.blobs_of(oid) == rows_of(local_services, oid)
     assert len(rows_of(local_services, oid)) == 2 * acknowledged  # original + thumbnail each
 
 
@@ -126,7 +118,7 @@ def test_azurite_down(local_services, signed_in: AppClient):
     assert signed_in.get("/readyz").status_code == 200
     assert len(rows_of(local_services, oid)) == 4
     after_id = after.json()["photos"][0]["id"]
-    assert blobs_of(local_services, oid) == {f"{oid}/{after_id}.jpg", f"{oid}/{after_id}.thumb.jpg"}
+    assert local_services.blobs_of(oid) == {f"{oid}/{after_id}.jpg", f"{oid}/{after_id}.thumb.jpg"}
 
 
 def test_graph_5xx_is_retried_then_succeeds(client: AppClient, make_user, fake):

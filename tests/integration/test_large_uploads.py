@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 from PIL import Image
 
 from app.storage import BLOCK_SIZE, BlobStore
@@ -35,14 +35,7 @@ def with_location(jpeg: bytes) -> bytes:
 
 @pytest.fixture
 def container(services) -> ContainerClient:
-    return BlobServiceClient.from_connection_string(services.storage_connection_string).get_container_client(
-        "images"
-    )
-
-
-def blobs_of(container: ContainerClient, oid: str) -> list[str]:
-    """Committed blobs only: staged blocks that were never committed are not a blob."""
-    return [b.name for b in container.list_blobs(name_starts_with=f"{oid}/")]
+    return services.images()
 
 
 def staging_threads() -> list[threading.Thread]:
@@ -72,24 +65,22 @@ def test_several_large_jpegs_in_one_request_are_all_stored(signed_in: AppClient,
 
 
 def test_a_truncated_large_jpeg_is_refused_and_nothing_is_committed(
-    signed_in: AppClient, container: ContainerClient, large_jpeg: bytes
+    signed_in: AppClient, services, large_jpeg: bytes
 ):
     response = signed_in.upload(("cut.jpg", large_jpeg[: len(large_jpeg) - 500_000], "image/jpeg"))
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_image"
-    assert blobs_of(container, signed_in.user["oid"]) == []
+    assert services.blobs_of(signed_in.user["oid"]) == set()
     assert signed_in.photos()["photos"] == []
 
 
-def test_a_bad_file_after_a_large_good_one_stores_neither(
-    signed_in: AppClient, container: ContainerClient, large_jpeg: bytes
-):
+def test_a_bad_file_after_a_large_good_one_stores_neither(signed_in: AppClient, services, large_jpeg: bytes):
     response = signed_in.upload(
         ("good.jpg", large_jpeg, "image/jpeg"),
         ("bad.jpg", large_jpeg[:-500_000], "image/jpeg"),
     )
     assert response.status_code == 400, response.text
-    assert blobs_of(container, signed_in.user["oid"]) == []
+    assert services.blobs_of(signed_in.user["oid"]) == set()
     assert signed_in.photos()["photos"] == []
 
 

@@ -8,7 +8,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from azure.storage.blob import BlobServiceClient
 
 from tests.integration.client import make_image
 
@@ -43,10 +42,7 @@ def test_64_concurrent_uploads_from_8_users(start_app, client_factory, make_user
             "SELECT owner_oid, count(*) FROM photos WHERE owner_oid = ANY(%s) GROUP BY owner_oid", (oids,)
         ).fetchall()
     assert dict(rows) == {oid: 8 for oid in oids}
-    container = BlobServiceClient.from_connection_string(
-        services.storage_connection_string
-    ).get_container_client("images")
-    blobs = [b.name for oid in oids for b in container.list_blobs(name_starts_with=f"{oid}/")]
+    blobs = [name for oid in oids for name in services.blobs_of(oid)]
     assert len([b for b in blobs if not b.endswith(".thumb.jpg")]) == 64
     assert len(blobs) == 128
     for c in clients:
