@@ -22,6 +22,8 @@ FORMATS = {  # Pillow format -> (content type, extension)
     "WEBP": ("image/webp", "webp"),
 }
 _GPS_IFD = 0x8825
+# What Pillow raises for a file that is not a decodable image.
+_NOT_AN_IMAGE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 THUMBNAIL_SIZE = (480, 480)
 
 
@@ -72,7 +74,7 @@ def stored_as_sent(stream: IO[bytes]) -> bool:
         stream.seek(0)
         with Image.open(stream, formats=["JPEG"]) as img:
             return _GPS_IFD not in img.getexif()
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+    except (Image.DecompressionBombError, *_NOT_AN_IMAGE):
         return False  # check_image says what is wrong
     finally:
         stream.seek(0)
@@ -121,13 +123,7 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
         raise InvalidImage(
             "too_many_pixels", f"The image has far more pixels than the {max_pixels:,} accepted."
         ) from exc
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-    ) as exc:
+    except _NOT_AN_IMAGE as exc:
         raise InvalidImage(
             "invalid_image", f"The file is not a valid {fmt} image (it may be truncated or corrupt)."
         ) from exc

@@ -148,7 +148,7 @@ def _validate(oid: str, client_filename: str | None, stream: IO[bytes]) -> _Pend
     stream.seek(0)
     staged = None
     if size > BLOCK_SIZE and stored_as_sent(stream):
-        staged = get_blobs().stage(f"{oid}/{photo_id}.{FORMATS['JPEG'][1]}", stream, length=size)
+        staged = get_blobs().stage(_blob_name(oid, photo_id, FORMATS["JPEG"][1]), stream, length=size)
     try:
         image = check_image(stream, max_pixels=get_settings().max_image_pixels)
     except BaseException:
@@ -159,6 +159,11 @@ def _validate(oid: str, client_filename: str | None, stream: IO[bytes]) -> _Pend
         staged.abandon()
         staged = None
     return _Pending(photo_id, filename or f"image.{image.extension}", image, staged)
+
+
+def _blob_name(oid: str, photo_id: uuid.UUID, extension: str) -> str:
+    """Server-chosen, never the client's filename: `<owner oid>/<photo id>.<extension>`."""
+    return f"{oid}/{photo_id}.{extension}"
 
 
 def _has_content(stream: Any) -> bool:
@@ -181,8 +186,8 @@ def _known_email(user: dict[str, Any]) -> str | None:
 def _store(oid: str, owner_email: str | None, pending: _Pending) -> Photo:
     """Blob(s) first, then the row; if the row fails, the blobs go."""
     image = pending.image
-    blob_name = f"{oid}/{pending.id}.{image.extension}"
-    thumb_name = f"{oid}/{pending.id}.thumb.jpg"
+    blob_name = _blob_name(oid, pending.id, image.extension)
+    thumb_name = _blob_name(oid, pending.id, "thumb.jpg")
     blobs = get_blobs()
     if pending.staged is not None:
         pending.staged.commit(content_type=image.content_type)
