@@ -9,12 +9,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: dev test lint format deps browser clean bench
+.PHONY: dev test lint format deps system-packages clean bench
 
 dev: deps
 	$(PY) -m devstack
 
-test: deps browser
+test: deps system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -28,14 +28,25 @@ format: deps
 
 deps: $(VENV)/.synced node_modules/.installed
 
-# The browser tests use the system Chromium when there is one (as root on Debian/Ubuntu it is
-# installed with apt-get), else Playwright's own build.
-browser: deps
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
-	   || ls $${PLAYWRIGHT_BROWSERS_PATH:-$$HOME/.cache/ms-playwright}/chromium-* >/dev/null 2>&1; then :; \
+# What the suites need from the system, installed with apt-get as root on Debian/Ubuntu when
+# missing: Chromium for the browser tests (elsewhere Playwright's own build), and nginx, which
+# plays App Service's TLS front end (without it the suites say so and use gunicorn's own TLS).
+# A package install that starts nginx as a system service is stopped again: the tests run their own.
+system-packages: deps
+	@missing=""; \
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+	   && ! ls $${PLAYWRIGHT_BROWSERS_PATH:-$$HOME/.cache/ms-playwright}/chromium-* >/dev/null 2>&1; then \
+	  missing="$$missing chromium"; fi; \
+	if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then missing="$$missing nginx"; fi; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else $(VENV)/bin/playwright install chromium; fi
+	  echo "installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  case "$$missing" in *nginx*) [ -d /run/systemd/system ] && systemctl disable --now nginx >/dev/null 2>&1 || :;; esac; \
+	else \
+	  case "$$missing" in *chromium*) $(VENV)/bin/playwright install chromium;; esac; \
+	  case "$$missing" in *nginx*) echo "nginx not found: the suites serve the app over gunicorn's own TLS";; esac; \
+	fi
 
 # The benchmark (bench/, never part of `make test`): wrk drives the load when it is installed
 # (as root on Debian/Ubuntu it is installed with apt-get), else Python threads do.

@@ -1,6 +1,9 @@
 """The app under gunicorn, exactly as App Service runs it, on a loopback port.
 
-`make dev` and the integration tests both serve the app through this class.
+`make dev` and the integration tests both serve the app through these classes: `AppServer` is
+gunicorn alone; `Site` is the app as clients meet it in Azure, over HTTPS behind a
+TLS-terminating front end (nginx, see devstack/frontend.py), or, where no nginx can be had,
+over gunicorn's own TLS.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from devstack.fake_identity.tls import TlsFiles
+from devstack.frontend import FrontEnd, find_nginx, nginx_version
 from devstack.process import LOOPBACK, ManagedProcess, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +37,7 @@ class AppServer:
         start_timeout: float = 60.0,
         wsgi_app: str = "app:create_app()",
         name: str = "app",
+        tls: TlsFiles | None = None,
     ) -> None:
         self.env = dict(env)
         self.wsgi_app = wsgi_app
@@ -44,11 +50,12 @@ class AppServer:
             log_dir or Path(tempfile.mkdtemp(prefix="photoshare-app-"))
         ) / f"{name.replace(' ', '-')}.log"
         self.start_timeout = start_timeout
+        self.tls = tls
         self._proc: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> AppServer:
         env = {
@@ -59,8 +66,13 @@ class AppServer:
             "GUNICORN_THREADS": str(self.threads),
             "PYTHONUNBUFFERED": "1",
         }
+        tls_args = (
+            []
+            if self.tls is None
+            else ["--certfile", str(self.tls.cert_pem), "--keyfile", str(self.tls.key_pem)]
+        )
         self._proc = ManagedProcess(
-            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", self.wsgi_app],
+            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *tls_args, self.wsgi_app],
             name=self.name,
             log_path=self.log_path,
             env=env,
@@ -71,7 +83,8 @@ class AppServer:
 
     def _answers(self) -> bool:
         try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            verify = str(self.tls.ca_pem) if self.tls else True
+            return requests.get(f"{self.url}/healthz", timeout=1, verify=verify).status_code == 200
         except requests.RequestException:
             return False
 
@@ -91,6 +104,77 @@ class AppServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __enter__(self) -> AppServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Site:
+    """The app as clients meet it in Azure: HTTPS on a front end that forwards to gunicorn.
+
+    With nginx installed, gunicorn serves plain HTTP on a loopback port and nginx terminates
+    TLS in front of it (`direct_url` reaches gunicorn without the front end). Without nginx,
+    gunicorn terminates TLS itself (`front_end` says which), never plain HTTP.
+    """
+
+    def __init__(
+        self, *, env: Mapping[str, str], tls: TlsFiles, log_dir: Path | None = None, **app_options
+    ) -> None:
+        self.tls = tls
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="photoshare-site-"))
+        nginx = find_nginx()
+        self.app = AppServer(env=env, log_dir=self.log_dir, tls=None if nginx else tls, **app_options)
+        self.proxy = (
+            FrontEnd(upstream_port=self.app.port, tls=tls, log_dir=self.log_dir / "nginx", nginx=nginx)
+            if nginx
+            else None
+        )
+        self.front_end = f"nginx {nginx_version(nginx)}" if nginx else "gunicorn's own TLS (nginx not found)"
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url if self.proxy else self.app.url
+
+    @property
+    def direct_url(self) -> str:
+        """gunicorn itself, bypassing the front end."""
+        return self.app.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.app.pid
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.app.env
+
+    def start(self) -> Site:
+        self.app.start()
+        if self.proxy is not None:
+            try:
+                self.proxy.start()
+            except BaseException:
+                self.app.stop()
+                raise
+        return self
+
+    def running(self) -> bool:
+        return self.app.running() and (self.proxy is None or self.proxy.running())
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.app.stop()
+
+    def log(self) -> str:
+        return self.app.log()
+
+    @property
+    def log_path(self) -> Path:
+        return self.app.log_path
+
+    def __enter__(self) -> Site:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
