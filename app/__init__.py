@@ -9,20 +9,18 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, abort, request
-from flask_wtf.csrf import CSRFProtect
+from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import errors
+from app import csrf, errors
 from app.auth import B2CClient, current_user
 from app.db import Database
 from app.graph import GraphClient
 from app.settings import Settings
-from app.storage import BlobStore, StorageUnavailable
+from app.storage import BlobStore, StorageConfigurationError, StorageUnavailable
+from app.wsgi import DrainUnreadBody
 
 log = logging.getLogger(__name__)
-
-csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -44,16 +42,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         PREFERRED_URL_SCHEME="http" if settings.development else "https",
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session, which expires on its own
-        WTF_CSRF_SSL_STRICT=not settings.development,
     )
     if not settings.development:
-        # App Service terminates TLS in front of the app and says so in X-Forwarded-Proto.
+        # App Service's front end terminates TLS and is the one hop trusted: it sets
+        # X-Forwarded-Proto and appends the client to X-Forwarded-For; it keeps the Host header.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    # Around ProxyFix and the app: answers sent before the body was read still reach the client
+    # (app/wsgi.py).
+    app.wsgi_app = DrainUnreadBody(  # type: ignore[method-assign]
+        app.wsgi_app, limit=2 * settings.max_upload_bytes
+    )
     app.extensions["settings"] = settings
 
     db = Database(url=settings.database_url)
     db.init_app(app)
-    db.migrate()
+    db.migrate_at_start()  # a missing role or grant is reported by /readyz, not a crash loop
     db.open()
 
     blobs = BlobStore.from_settings(settings)
@@ -61,20 +64,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     try:
         blobs.ensure_container()
     except StorageUnavailable as exc:
-        log.warning("blob container not checked at start: %s", type(exc).__name__)
+        log.warning("blob container not checked at start: %s", exc)
+    except StorageConfigurationError as exc:
+        log.error("configuration error: %s", exc)
 
     app.extensions["graph"] = GraphClient.from_settings(settings)
     B2CClient.from_settings(settings).init_app(app)
-
-    @app.before_request
-    def signed_out_writes_are_401() -> None:
-        """Registered before CSRFProtect's check, so a signed-out write hears 401, not 400."""
-        if (
-            request.method not in ("GET", "HEAD", "OPTIONS")
-            and request.path.startswith(("/photos", "/api/"))
-            and current_user() is None
-        ):
-            abort(401)
 
     csrf.init_app(app)
     errors.init_app(app)
@@ -99,6 +94,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
         if not settings.development:
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if request.endpoint != "static" and (errors.is_api_path() or current_user() is not None):
+            response.headers["Cache-Control"] = "no-store"  # someone's photos, links, email
         return response
 
     return app

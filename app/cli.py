@@ -20,6 +20,7 @@ from dotenv import load_dotenv
 
 from app import doctor
 from app.db import Database
+from app.service_errors import ServiceError
 from app.settings import Settings, SettingsError
 from app.storage import BlobStore
 
@@ -68,22 +69,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     db = Database(url=settings.database_url)
-    if args.command == "migrate":
-        applied = db.migrate()
-        print(json.dumps({"applied": applied}))
-        return 0
-    if args.grace_minutes < 0:
-        parser.error("--grace-minutes must be 0 or more")
-    db.open()
     try:
-        result = reconcile(
-            db,
-            BlobStore.from_settings(settings),
-            grace=timedelta(minutes=args.grace_minutes),
-            dry_run=args.dry_run,
-        )
-    finally:
-        db.close()
+        if args.command == "migrate":
+            applied = db.migrate()
+            print(json.dumps({"applied": applied}))
+            return 0
+        if args.grace_minutes < 0:
+            parser.error("--grace-minutes must be 0 or more")
+        db.open()
+        try:
+            result = reconcile(
+                db,
+                BlobStore.from_settings(settings),
+                grace=timedelta(minutes=args.grace_minutes),
+                dry_run=args.dry_run,
+            )
+        finally:
+            db.close()
+    except ServiceError as exc:  # an outage or a configuration error, named by its cause
+        print(f"photoshare {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
     print(json.dumps(result))
     return 0
 

@@ -1,12 +1,16 @@
 """PostgreSQL: a connection pool, the schema migrations and the app's queries.
 
 psycopg 3 with psycopg_pool: connections are checked before use, so the app serves again by
-itself after PostgreSQL restarts.
+itself after PostgreSQL restarts. Every failure leaves this module as DatabaseUnavailable (an
+outage) or DatabaseConfigurationError (a role, password, grant or database name to fix).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +24,87 @@ from flask import Flask, current_app
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable
+
 log = logging.getLogger(__name__)
 
 # Any fixed 64-bit key: every instance that starts at once queues on it.
 _MIGRATION_LOCK_KEY = 0x70686F746F  # "photo"
+# The direct connection that finds out why the pool had none to give (libpq's minimum is 2 s).
+_PROBE_TIMEOUT = 2
 
-DatabaseUnavailable = (psycopg.OperationalError, PoolTimeout)
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL did not answer: refused, timed out, shut down, or the connection was lost."""
+
+    code = "database_unavailable"
+    messages = {"database_unavailable": "The database is unavailable; try again shortly."}
+
+
+class DatabaseConfigurationError(ConfigurationError):
+    """PostgreSQL answered and refused the app's role, password, grants or database name."""
+
+    messages = {
+        "database_auth_failed": (
+            "PostgreSQL refused the app's credentials: a wrong password in DATABASE_URL, "
+            "or an invalid or expired Entra token for its role."
+        ),
+        "database_role_missing": (
+            "The database role named in DATABASE_URL does not exist or may not log in: "
+            "create it (with LOGIN) or fix the user name."
+        ),
+        "database_host_rejected": (
+            "PostgreSQL does not accept this role from the app's host (no pg_hba.conf entry; "
+            "in Azure, the server's firewall or its authentication settings)."
+        ),
+        "database_forbidden": (
+            "The app's database role lacks privileges on its database or tables: "
+            "grant it CONNECT and access to the app's schema."
+        ),
+        "database_missing": "The database named in DATABASE_URL does not exist: create it or fix the name.",
+    }
+
+
+# SQLSTATEs of errors the server returns on a working connection.
+_CONFIGURATION_SQLSTATES = {"42501": "database_forbidden", "3D000": "database_missing"}
+# A refused connection carries no SQLSTATE (libpq keeps only the server's text), so these match
+# the server's messages for 28P01 and 28000 (password, ident…; missing role; pg_hba), 42501 (no
+# CONNECT privilege) and 3D000, and libpq's own "no password supplied".
+_CONFIGURATION_REFUSALS = (
+    (re.compile(r"authentication failed|no password supplied"), "database_auth_failed"),
+    (re.compile(r'role ".*" does not exist|role ".*" is not permitted to log in'), "database_role_missing"),
+    (re.compile(r"no pg_hba\.conf entry|pg_hba\.conf rejects connection"), "database_host_rejected"),
+    (re.compile(r"permission denied for database"), "database_forbidden"),
+    (re.compile(r'database ".*" does not exist'), "database_missing"),
+)
+
+
+def database_error(exc: psycopg.Error) -> ServiceError | None:
+    """What a psycopg error means for the app; None for the rest (a bug in a query, say)."""
+    sqlstate = exc.sqlstate or ""
+    if sqlstate.startswith("28"):  # invalid authorization specification
+        return DatabaseConfigurationError(str(exc), code="database_auth_failed")
+    if sqlstate in _CONFIGURATION_SQLSTATES:
+        return DatabaseConfigurationError(str(exc), code=_CONFIGURATION_SQLSTATES[sqlstate])
+    if isinstance(exc, psycopg.OperationalError):
+        if not sqlstate:
+            for pattern, code in _CONFIGURATION_REFUSALS:
+                if pattern.search(str(exc)):
+                    return DatabaseConfigurationError(str(exc), code=code)
+        return DatabaseUnavailable(str(exc))  # refused, timed out, shut down, connection lost
+    return None
+
+
+@contextmanager
+def _as_causes() -> Iterator[None]:
+    """Raise psycopg's errors as what they mean (see `database_error`)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        cause = database_error(exc)
+        if cause is None:
+            raise
+        raise cause from exc
 
 
 @dataclass(frozen=True)
@@ -46,7 +125,14 @@ class Photo:
 class Database:
     """The app's PostgreSQL access; bound to Flask with `init_app`."""
 
-    def __init__(self, *, url: str, max_connections: int = 10, connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        max_connections: int = 10,
+        connect_timeout: int = 5,
+        migration_retry_seconds: float = 5.0,
+    ) -> None:
         self.url = url
         self.pool = ConnectionPool(
             url,
@@ -62,6 +148,11 @@ class Database:
             open=False,
             name="photoshare",
         )
+        # Why the schema could not be applied at start, while that lasts (see migrate_at_start).
+        self._unmigrated: DatabaseConfigurationError | None = None
+        self._migration_retry = migration_retry_seconds  # how often a deferred migration is retried
+        self._migration_tried_at = 0.0
+        self._migration_lock = threading.Lock()
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self
@@ -74,8 +165,20 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool.connection() as conn:
-            yield conn
+        """A pooled connection; errors come out as DatabaseUnavailable or
+        DatabaseConfigurationError. Nothing is served against a schema not yet applied."""
+        self._require_schema()
+        with _as_causes():
+            try:
+                with self.pool.connection() as conn:
+                    yield conn
+            except PoolTimeout as exc:
+                # The pool logs why it could not connect and raises only "no connection after
+                # N s": one direct attempt raises the real cause (a refused role, a dead server).
+                psycopg.connect(self.url, connect_timeout=_PROBE_TIMEOUT).close()
+                raise DatabaseUnavailable(
+                    f"{exc}, though the server accepts connections: the pool is busy"
+                ) from exc
 
     # --- schema -------------------------------------------------------------------------
 
@@ -87,7 +190,7 @@ class Database:
         schemes such as yoyo's). Each migration runs in its own transaction.
         """
         applied: list[str] = []
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+        with _as_causes(), psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
             try:
                 conn.execute(
@@ -106,6 +209,36 @@ class Database:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
         return applied
+
+    def migrate_at_start(self) -> None:
+        """`migrate`, except that a configuration error (a missing role, no grants) does not stop
+        the start: it is logged and kept, /readyz and every query report it, and the next use
+        of the database tries again (see `_require_schema`). An outage still stops the start."""
+        try:
+            self.migrate()
+        except DatabaseConfigurationError as exc:
+            log.error("configuration error: %s (schema not applied; retried once it is fixed)", exc)
+            self._unmigrated = exc
+            self._migration_tried_at = time.monotonic()
+
+    def _require_schema(self) -> None:
+        """Raise why the schema is missing, retrying the migration at most every few seconds."""
+        if self._unmigrated is None:
+            return
+        with self._migration_lock:
+            pending = self._unmigrated
+            if pending is None:
+                return
+            if time.monotonic() - self._migration_tried_at < self._migration_retry:
+                raise DatabaseConfigurationError(pending.detail, code=pending.code)  # not one shared instance
+            self._migration_tried_at = time.monotonic()
+            try:
+                self.migrate()
+            except DatabaseConfigurationError as exc:
+                self._unmigrated = exc
+                raise
+            self._unmigrated = None
+            log.info("schema applied: the database configuration is fixed")
 
     def ping(self) -> None:
         with self.connection() as conn:

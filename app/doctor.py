@@ -275,7 +275,7 @@ class Doctor:
                 _reach_fix(cause, "AZURE_AUTHORITY_HOST (login.microsoftonline.com, or your cloud's host)"),
             )
         return (
-            exc.message,
+            exc.detail,
             "look the AADSTS code up at https://login.microsoftonline.com/error and fix the app "
             "registration in the B2C tenant",
         )

@@ -9,13 +9,11 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, redirect, render_template, request, url_for
-from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from app.db import DatabaseUnavailable
 from app.graph import GraphError
 from app.images import InvalidImage
-from app.storage import StorageUnavailable
+from app.service_errors import ConfigurationError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +32,13 @@ _CODES = {
 }
 
 
+def is_api_path() -> bool:
+    """Whether this request is for the JSON API: decided here only."""
+    return request.path.startswith(API_PREFIXES)
+
+
 def wants_json() -> bool:
-    if request.path.startswith(API_PREFIXES) and not (
-        request.path == "/photos" and request.method == "POST" and _prefers_html()
-    ):
+    if is_api_path() and not (request.path == "/photos" and request.method == "POST" and _prefers_html()):
         return True
     return not _prefers_html()
 
@@ -73,37 +74,29 @@ def init_app(app: Flask) -> None:
         message = exc.description or "Request refused."
         return error_response(status, _CODES.get(status, "http_error"), message)
 
-    @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError) -> Any:
-        return error_response(
-            400,
-            "csrf_failed",
-            "The request is missing a valid CSRF token (form field csrf_token or header X-CSRFToken).",
-        )
-
     @app.errorhandler(InvalidImage)
     def invalid_image(exc: InvalidImage) -> Any:
         return error_response(415 if exc.code == "unsupported_type" else 400, exc.code, exc.message)
 
     @app.errorhandler(GraphError)
     def graph_error(exc: GraphError) -> Any:
-        log.warning("graph: %s", exc.code)
+        log.warning("graph: %s: %s", exc.code, exc.detail)
         response = error_response(exc.status, exc.code, exc.message)
         if exc.retry_after and not isinstance(response, tuple):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    def database_down(exc: Exception) -> Any:
-        log.error("database unavailable: %s", type(exc).__name__)
-        return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+    @app.errorhandler(ServiceUnavailable)
+    def service_down(exc: ServiceUnavailable) -> Any:
+        """database_unavailable, storage_unavailable: an outage, worth a retry."""
+        log.error("service unavailable: %s", exc)
+        return error_response(503, exc.code, exc.message)
 
-    for exc_class in DatabaseUnavailable:
-        app.register_error_handler(exc_class, database_down)
-
-    @app.errorhandler(StorageUnavailable)
-    def storage_down(exc: Exception) -> Any:
-        log.error("blob storage unavailable: %s", type(exc).__name__)
-        return error_response(503, "storage_unavailable", "Image storage is unavailable; try again shortly.")
+    @app.errorhandler(ConfigurationError)
+    def misconfigured(exc: ConfigurationError) -> Any:
+        """A role, key or grant to fix (storage_forbidden, database_role_missing, …): not an outage."""
+        log.error("configuration error: %s", exc)
+        return error_response(503, exc.code, exc.message)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:

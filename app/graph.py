@@ -28,18 +28,48 @@ USER_SELECT = "mail,otherMails,identities"
 
 
 class GraphError(Exception):
-    """Graph or its token endpoint failed; `code` and `message` are safe to show."""
+    """Graph or its token endpoint failed; `code` and `message` are safe to show to users,
+    `detail` (ids, AADSTS text, the fix) is for the log and `photoshare doctor`."""
 
-    def __init__(self, code: str, message: str, *, status: int = 502, retry_after: int | None = None):
-        super().__init__(message)
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 502,
+        retry_after: int | None = None,
+        detail: str | None = None,
+    ):
+        super().__init__(detail or message)
         self.code = code
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.detail = detail or message
+
+
+_ADMIN = "An administrator can run `photoshare doctor` to see the fix."
 
 
 class TokenError(GraphError):
     """The app-only token could not be acquired (usually configuration)."""
+
+    _SHOWN = {
+        "wrong_tenant": "Email lookup is misconfigured: the app asks the wrong directory for its "
+        f"Microsoft Graph token. {_ADMIN}",
+        "unknown_tenant": "Email lookup is misconfigured: the directory the app asks for its "
+        f"Microsoft Graph token does not exist. {_ADMIN}",
+        "invalid_secret": f"Email lookup is misconfigured: the app's client secret was refused. {_ADMIN}",
+        "expired_secret": f"Email lookup is misconfigured: the app's client secret has expired. {_ADMIN}",
+        "token_error": "Email lookup is misconfigured: the app could not get a Microsoft Graph "
+        f"token. {_ADMIN}",
+        "token_endpoint_unavailable": "Email lookup is unavailable: Microsoft's token service does not "
+        "answer. Try again shortly.",
+    }
+
+    def __init__(self, code: str, detail: str, *, status: int = 502) -> None:
+        shown = self._SHOWN.get(code, self._SHOWN["token_error"])
+        super().__init__(code, shown, status=status, detail=detail)
 
 
 class _BoundedRetry(Retry):

@@ -22,3 +22,7 @@ accesslog = "-"
 errorlog = "-"
 # Path without the query string: /auth/callback's query carries the one-time auth code.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# gunicorn 25+ opens a control socket under $HOME/.gunicorn by default. On App Service $HOME is
+# /home, a network share every instance mounts, where a unix socket fails or collides; nobody
+# drives a deployed worker pool by hand, so it stays off.
+control_socket_disable = True

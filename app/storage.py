@@ -21,7 +21,16 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import (
     BlobBlock,
     BlobSasPermissions,
@@ -33,11 +42,11 @@ from azure.storage.blob import (
 )
 from flask import Flask, current_app
 
+from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-StorageUnavailable = AzureError
 T = TypeVar("T")
 
 # Blocks of 4 MiB, two in flight: the upload streams from the spooled request file and
@@ -45,6 +54,57 @@ T = TypeVar("T")
 BLOCK_SIZE = 4 * 1024 * 1024
 _UPLOAD_CONCURRENCY = 2
 _CACHE_CONTROL = "private, max-age=86400, immutable"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """Blob Storage did not answer: connection refused, timeout, 5xx or throttling."""
+
+    code = "storage_unavailable"
+    messages = {"storage_unavailable": "Image storage is unavailable; try again shortly."}
+
+
+class StorageConfigurationError(ConfigurationError):
+    """Blob Storage answered and refused the app's credentials or its identity's role."""
+
+    messages = {
+        "storage_forbidden": (
+            "The app's identity lacks the Storage Blob Data Contributor role on the storage account "
+            "(a new role assignment takes a few minutes to apply)."
+        ),
+        "storage_auth_failed": (
+            "Blob Storage did not accept the app's credentials: a wrong account key in "
+            "AZURE_STORAGE_CONNECTION_STRING, or no managed identity (no token) for "
+            "AZURE_STORAGE_ACCOUNT_URL."
+        ),
+    }
+
+
+def storage_error(exc: AzureError, *, account_key: bool) -> ServiceError | None:
+    """What an SDK error means for the app; None for the rest (a bug, not the service's state).
+
+    With an account key, RBAC roles play no part, so a 401/403 means the key was refused
+    (Azurite says AuthorizationFailure where Azure says AuthenticationFailed). With a token,
+    AuthorizationPermissionMismatch/AuthorizationFailure mean the identity lacks its data role.
+    """
+    if isinstance(exc, ClientAuthenticationError):  # 401, AuthenticationFailed, no token at all
+        return StorageConfigurationError(_detail(exc), code="storage_auth_failed")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):  # refused, timeouts
+        return StorageUnavailable(_detail(exc))
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if status in (401, 403):
+        code = "storage_auth_failed" if account_key or status == 401 else "storage_forbidden"
+        return StorageConfigurationError(_detail(exc), code=code)
+    if status is not None and (status >= 500 or status in (408, 429)):
+        return StorageUnavailable(_detail(exc))
+    return None
+
+
+def _detail(exc: AzureError) -> str:
+    """Status, error code and the first line of the service's words (no request ids or XML)."""
+    code = getattr(exc, "error_code", None)
+    parts = [type(exc).__name__, getattr(exc, "status_code", None), getattr(code, "value", code)]
+    first_line = (exc.message.splitlines() or [""])[0]
+    return " ".join(str(part) for part in parts if part) + f": {first_line}"
 
 
 class BlobStore:
@@ -84,6 +144,7 @@ class BlobStore:
         else:
             raise ValueError("a connection string or an account URL is required")
         self.container = self.client.get_container_client(container)
+        self._account_key: str | None = getattr(self.client.credential, "account_key", None) or None
         self.link_ttl = timedelta(seconds=link_ttl)
         self._window = max(link_ttl // 2, 1)
         self._clock = clock
@@ -110,12 +171,25 @@ class BlobStore:
         parts = urlsplit(self.client.url)
         return f"{parts.scheme}://{parts.netloc}"
 
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Raise the SDK's errors as their causes: StorageUnavailable for an outage,
+        StorageConfigurationError for the app's credentials or role (see `storage_error`)."""
+        try:
+            yield
+        except AzureError as exc:
+            cause = storage_error(exc, account_key=self._account_key is not None)
+            if cause is None:
+                raise
+            raise cause from exc
+
     def ensure_container(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
+        with self.errors(), contextlib.suppress(ResourceExistsError):
             self.container.create_container()
 
     def ping(self) -> None:
-        self.container.get_container_properties()
+        with self.errors():
+            self.container.get_container_properties()
 
     def upload(self, name: str, data: IO[bytes] | bytes, *, length: int, content_type: str) -> None:
         """Write a new blob; never overwrites (names are server-chosen UUIDs)."""
@@ -132,7 +206,8 @@ class BlobStore:
                 content_settings=ContentSettings(content_type=content_type, cache_control=_CACHE_CONTROL),
             )
 
-        self.in_container(write)
+        with self.errors():
+            self.in_container(write)
 
     def stage(self, name: str, source: IO[bytes], *, length: int) -> StagedBlob:
         """Start sending `source`'s bytes as uncommitted blocks of blob `name`, in the
@@ -154,13 +229,14 @@ class BlobStore:
         return write()
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
+        with self.errors(), contextlib.suppress(ResourceNotFoundError):
             self.container.delete_blob(name, delete_snapshots="include")
 
     def list_names(self, *, older_than: datetime) -> Iterator[str]:
-        for blob in self.container.list_blobs():
-            if blob.last_modified and blob.last_modified < older_than:
-                yield blob.name
+        with self.errors():
+            for blob in self.container.list_blobs():
+                if blob.last_modified and blob.last_modified < older_than:
+                    yield blob.name
 
     def read_url(self, name: str) -> str:
         """A read-only link to one blob, valid for at least `link_ttl` from now.
@@ -181,9 +257,8 @@ class BlobStore:
             "expiry": expiry,
             "start": window_start - timedelta(minutes=5),  # clock skew between us and Storage
         }
-        account_key = getattr(self.client.credential, "account_key", None)
-        if account_key:
-            sas = generate_blob_sas(account_key=account_key, **common)
+        if self._account_key:
+            sas = generate_blob_sas(account_key=self._account_key, **common)
         else:
             sas = generate_blob_sas(user_delegation_key=self._user_delegation_key(expiry), **common)
         # What BlobClient.url builds, without building a BlobClient (a whole HTTP pipeline) per
@@ -196,7 +271,8 @@ class BlobStore:
             if self._delegation_key is None or self._delegation_key_expiry < needed_until:
                 start = datetime.now(UTC) - timedelta(minutes=5)
                 expiry = start + timedelta(hours=6)
-                self._delegation_key = self.client.get_user_delegation_key(start, expiry)
+                with self.errors():
+                    self._delegation_key = self.client.get_user_delegation_key(start, expiry)
                 self._delegation_key_expiry = expiry
             return self._delegation_key
 
@@ -232,7 +308,8 @@ class StagedBlob:
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
             raise OSError(f"the upload's file ended at {offset + len(data)} bytes, not {offset + size}")
-        self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=size))
+        with self._store.errors():
+            self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=size))
 
     def wait(self) -> None:
         """Return once every block is staged or has failed (`commit` raises the failure)."""
@@ -242,11 +319,12 @@ class StagedBlob:
         """Wait for every block, then make the blob from them; never overwrites."""
         for future in self._futures:
             future.result()
-        self._blob.commit_block_list(
-            [BlobBlock(block_id) for block_id in self._block_ids],
-            content_settings=ContentSettings(content_type=content_type, cache_control=_CACHE_CONTROL),
-            match_condition=MatchConditions.IfMissing,
-        )
+        with self._store.errors():
+            self._blob.commit_block_list(
+                [BlobBlock(block_id) for block_id in self._block_ids],
+                content_settings=ContentSettings(content_type=content_type, cache_control=_CACHE_CONTROL),
+                match_condition=MatchConditions.IfMissing,
+            )
 
     def abandon(self) -> None:
         """Stage no more blocks and wait for those in flight, so no thread outlives the

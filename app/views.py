@@ -15,13 +15,14 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from app.auth import current_user, login_required
-from app.db import DatabaseUnavailable, Photo, get_db
+from app.db import Photo, get_db
 from app.emails import resolve_email
 from app.errors import error_response, preferred_type
 from app.graph import GraphError
 from app.images import FORMATS, CheckedImage, check_filename, check_image, stored_as_sent
+from app.service_errors import ConfigurationError, ServiceError
 from app.settings import get_settings
-from app.storage import BLOCK_SIZE, StagedBlob, StorageUnavailable, get_blobs
+from app.storage import BLOCK_SIZE, StagedBlob, get_blobs
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def _store(oid: str, owner_email: str | None, pending: _Pending) -> Photo:
         for name in (blob_name, thumb_name):
             try:
                 blobs.delete(name)
-            except StorageUnavailable:
+            except ServiceError:
                 log.warning("orphan blob left for reconcile: %s", name)
         raise
 
@@ -225,7 +226,7 @@ def _remove(photo: Photo) -> None:
         for name in (photo.blob_name, photo.thumb_blob_name):
             if name:
                 get_blobs().delete(name)
-    except (StorageUnavailable, *DatabaseUnavailable):
+    except ServiceError:
         log.warning("could not roll back photo %s; reconcile removes its blobs", photo.id)
 
 
@@ -271,7 +272,7 @@ def delete_photo(photo_id: str) -> Any:
         if name:
             try:
                 get_blobs().delete(name)
-            except StorageUnavailable:
+            except ServiceError:
                 log.warning("orphan blob left for reconcile: %s", name)
     return "", 204
 
@@ -317,18 +318,22 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
+    """Each check is "ok", "down" (an outage) or the code of what is misconfigured, and the
+    message says why, so a missing role right after a deployment is not taken for an outage."""
     checks: dict[str, str] = {}
-    try:
-        get_db().ping()
-        checks["database"] = "ok"
-    except DatabaseUnavailable:
-        checks["database"] = "down"
-    try:
-        get_blobs().ping()
-        checks["storage"] = "ok"
-    except StorageUnavailable:
-        checks["storage"] = "down"
-    down = [name for name, state in checks.items() if state != "ok"]
-    if down:
-        return error_response(503, "not_ready", f"Unavailable: {', '.join(down)}.", checks=checks)
+    problems: list[str] = []
+    for name, ping in (("database", get_db().ping), ("storage", get_blobs().ping)):
+        try:
+            ping()
+            checks[name] = "ok"
+        except ConfigurationError as exc:
+            log.error("configuration error: %s", exc)
+            checks[name] = exc.code
+            problems.append(f"{name}: {exc.message}")
+        except ServiceError as exc:
+            log.warning("%s down: %s", name, exc)
+            checks[name] = "down"
+            problems.append(f"{name}: {exc.message}")
+    if problems:
+        return error_response(503, "not_ready", " ".join(problems), checks=checks)
     return jsonify({"status": "ready", "checks": checks})

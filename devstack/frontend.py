@@ -68,8 +68,13 @@ http {{
 
 
 def find_nginx() -> str | None:
-    """nginx from $PHOTOSHARE_NGINX, the PATH, or Debian's /usr/sbin (not on a user's PATH)."""
-    for candidate in (os.environ.get("PHOTOSHARE_NGINX"), shutil.which("nginx"), "/usr/sbin/nginx"):
+    """nginx from $PHOTOSHARE_NGINX, the PATH, or Debian's /usr/sbin (not on a user's PATH).
+
+    PHOTOSHARE_NGINX=none runs without a front end, as on a machine that has no nginx."""
+    configured = os.environ.get("PHOTOSHARE_NGINX")
+    if configured is not None and configured.strip().lower() in ("", "none"):
+        return None
+    for candidate in (configured, shutil.which("nginx"), "/usr/sbin/nginx"):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None

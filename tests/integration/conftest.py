@@ -1,22 +1,27 @@
 """The integration suite's story: real services (per TEST_SERVICES), the fake B2C/Graph over
-HTTPS, the app under gunicorn, and clients that sign in through the fake's page."""
+HTTPS, the app in its production configuration under gunicorn behind a TLS front end (nginx,
+playing App Service's), and clients that sign in through the fake's page.
+
+`dev_app_server` is the exception: the app as `make dev` runs it, development mode over plain
+HTTP, for the tests whose subject that is."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from devstack.appserver import AppServer
+from devstack.appserver import AppServer, Site
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
-from devstack.fake_identity.tls import make_tls
+from devstack.fake_identity.tls import TlsFiles, make_tls
 from devstack.stack import identity_env
 from tests.integration.client import AppClient
 from tests.services import IMAGES_CONTAINER, Services, chosen_provider, provide
@@ -37,8 +42,13 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
-def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIdentityServer]:
-    tls = make_tls(tmp_path_factory.mktemp("tls"))
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """The tests' CA and a certificate for 127.0.0.1/localhost: the fake and the front end."""
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def identity(tls: TlsFiles) -> Iterator[FakeIdentityServer]:
     saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
     # The test process talks to the fake too (its sign-in page, its control API).
     os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(tls.bundle_pem)
@@ -66,7 +76,7 @@ def fake(identity: FakeIdentityServer) -> Iterator[FakeIdentityClient]:
 def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        APP_ENV="development",
+        APP_ENV="production",
         SECRET_KEY=secrets.token_hex(32),
         DATABASE_URL=services.database_url,
         AZURE_STORAGE_CONNECTION_STRING=services.storage_connection_string,
@@ -79,26 +89,37 @@ def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def start_app(
-    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., AppServer]]:
-    """Start extra app instances (other settings, more workers); all stopped at the end."""
-    started: list[AppServer] = []
+    app_env: dict[str, str], tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Site]]:
+    """Start extra app instances (other settings, more workers), each behind its own front end;
+    all stopped at the end."""
+    started: list[Site] = []
 
-    def start(workers: int = 2, **overrides: str) -> AppServer:
-        server = AppServer(
-            env={**app_env, **overrides}, workers=workers, log_dir=tmp_path_factory.mktemp("app")
+    def start(workers: int = 2, **overrides: str) -> Site:
+        site = Site(
+            env={**app_env, **overrides}, tls=tls, workers=workers, log_dir=tmp_path_factory.mktemp("app")
         )
-        started.append(server.start())
-        return server
+        started.append(site.start())
+        if site.proxy is None:
+            warnings.warn(f"the app is served over {site.front_end}", stacklevel=2)
+        return site
 
     yield start
-    for server in started:
-        server.stop()
+    for site in started:
+        site.stop()
 
 
 @pytest.fixture(scope="session")
-def app_server(start_app: Callable[..., AppServer]) -> AppServer:
+def app_server(start_app: Callable[..., Site]) -> Site:
     return start_app()
+
+
+@pytest.fixture(scope="session")
+def dev_app_server(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The app as `make dev` serves it: development mode, plain HTTP, no front end."""
+    env = {**app_env, "APP_ENV": "development"}
+    with AppServer(env=env, log_dir=tmp_path_factory.mktemp("dev-app")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -115,7 +136,7 @@ def make_user(fake: FakeIdentityClient) -> Callable[..., dict]:
 
 
 @pytest.fixture
-def client(app_server: AppServer, fake: FakeIdentityClient) -> AppClient:
+def client(app_server: Site, fake: FakeIdentityClient) -> AppClient:
     return AppClient(app_server.url, fake)
 
 
@@ -127,10 +148,10 @@ def signed_in(client: AppClient, make_user: Callable[..., dict]) -> AppClient:
 
 
 @pytest.fixture
-def client_factory(app_server: AppServer, fake: FakeIdentityClient) -> Callable[..., AppClient]:
+def client_factory(app_server: Site, fake: FakeIdentityClient) -> Callable[..., AppClient]:
     """More clients (other users, other app instances)."""
 
-    def make(server: AppServer | None = None) -> AppClient:
+    def make(server: Site | AppServer | None = None) -> AppClient:
         return AppClient((server or app_server).url, fake)
 
     return make

@@ -96,3 +96,36 @@ def test_sign_up_upload_and_sign_out(page: Page, app_server, fake, tmp_path):
     expect(page.locator("#sign-in")).to_be_visible()
     assert fake.counters()["logout"] == 1
     assert problems == []
+
+
+def test_uploads_and_deletes_without_a_referer(page: Page, app_server, tmp_path):
+    """Privacy settings and extensions strip Referer: the browser's Origin header and the token
+    are enough, over HTTPS in the production configuration."""
+    stripped: list[str] = []
+
+    def without_referer(route) -> None:
+        request = route.request
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "referer"}
+        if request.method in ("POST", "DELETE"):
+            stripped.append(f"{request.method} {headers.get('origin')}")
+        route.continue_(headers=headers)
+
+    page.route(f"{app_server.url}/**", without_referer)
+    page.goto(app_server.url)
+    page.click("#sign-in")
+    signup = page.locator("form#signup")
+    signup.locator("input[name=name]").fill("Ada Lovelace")
+    signup.locator("input[name=email]").fill(f"private-{uuid.uuid4().hex[:8]}@example.com")
+    signup.locator("input[name=password]").fill("Analytical-Engine-1843")
+    signup.locator("button[type=submit]").click()
+    page.wait_for_url(f"{app_server.url}/")
+
+    picture = tmp_path / "private.png"
+    picture.write_bytes(make_image("PNG", (64, 48)))
+    page.set_input_files("#file", str(picture))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{app_server.url}/")
+    expect(page.locator("#gallery li")).to_have_count(1)
+    page.locator("#gallery li button.delete").click()
+    expect(page.locator("#gallery li")).to_have_count(0)
+    assert stripped == [f"POST {app_server.url}", f"DELETE {app_server.url}"]

@@ -90,10 +90,14 @@ def test_main_tenant_id_instead_of_the_b2c_one_is_named(start_app, client_factor
     assert response.status_code == 502
     body = response.json()
     assert body["error"] == "wrong_tenant"
-    assert "AADSTS700016" in body["message"]
-    assert "main directory's tenant id" in body["message"]
-    assert "B2C directory's id" in body["message"]
+    assert "wrong directory" in body["message"] and "photoshare doctor" in body["message"]
+    # Ids and AADSTS text go to the log (and the doctor), never to the user.
+    for private in ("AADSTS", identity.config.main_tenant_id, identity.config.client_id):
+        assert private not in response.text
     assert identity.config.client_secret not in response.text
+    log = wrong.log()
+    assert "AADSTS700016" in log and "main directory's tenant id" in log and "B2C directory's id" in log
+    assert identity.config.client_secret not in log
 
 
 def test_unknown_tenant_is_named(start_app, client_factory, make_user):

@@ -127,7 +127,7 @@ def test_state_changing_requests_need_the_csrf_token(signed_in: AppClient):
         headers={"Accept": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["error"] == "csrf_failed"
+    assert response.json()["error"] == "csrf_token_missing"
     assert signed_in.photos()["photos"] == []
 
 
@@ -143,5 +143,7 @@ def test_pages_carry_security_headers(signed_in: AppClient):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     csp = response.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
-    cookie = next(c for c in signed_in.http.cookies if c.name == "session")
-    assert cookie.has_nonstandard_attr("HttpOnly")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    cookie = next(c for c in signed_in.http.cookies if c.name == "__Host-session")
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.secure and cookie.path == "/"
+    assert not cookie.domain_specified  # __Host-: no Domain attribute

@@ -58,7 +58,10 @@ def test_token_errors_are_translated(description, code, needle):
         {"error": "x", "error_description": description}, tenant_id=TENANT, client_id=CLIENT
     )
     assert error.code == code
-    assert needle in error.message
+    assert needle in error.detail  # for the log and the doctor
+    # What users see names no tenant, no client and no AADSTS text.
+    assert TENANT not in error.message and CLIENT not in error.message and "AADSTS" not in error.message
+    assert "photoshare doctor" in error.message
 
 
 def test_translation_reads_discovery_failures_too():

@@ -1,0 +1,44 @@
+"""Why PostgreSQL or Blob Storage failed: an outage (retry later) or the app's configuration
+(a missing role, a wrong key), which no retry fixes and which must not be reported as an outage.
+
+    ServiceError
+    ├── ServiceUnavailable       DatabaseUnavailable, StorageUnavailable (app/db.py, app/storage.py)
+    └── ConfigurationError       DatabaseConfigurationError, StorageConfigurationError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """A backing service failed. `code` and `message` are safe to show anyone; `detail` (the
+    service's own words, which may name hosts and roles) is for the log only."""
+
+    code: str
+    messages: ClassVar[Mapping[str, str]]  # code → the sentence users see: one catalogue per store
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        if code is not None:
+            self.code = code
+        if self.code not in self.messages:
+            raise ValueError(f"{type(self).__name__} has no message for code {self.code!r}")
+        self.detail = " ".join(detail.split())  # one log line
+
+    @property
+    def message(self) -> str:
+        return self.messages[self.code]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+class ServiceUnavailable(ServiceError):
+    """The service did not answer (refused, timed out, 5xx): it may answer again by itself."""
+
+
+class ConfigurationError(ServiceError):
+    """The service answered and refused the app as configured: someone has to fix a setting,
+    a role or a grant."""
