@@ -103,10 +103,16 @@ class DrainUnreadBody:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.settimeout(previous_timeout)
+        discarded = self.limit - budget
         if not finished and sock is not None:
-            log.warning("request body larger than %d unread bytes: connection closed", self.limit)
+            log.warning(
+                "discarded %d unread bytes of a request body, the most it reads: connection closed",
+                discarded,
+            )
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        else:
+            log.info("discarded %d unread bytes of a request body", discarded)
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:
