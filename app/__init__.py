@@ -12,7 +12,7 @@ from datetime import timedelta
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import csrf, errors
+from app import csrf, errors, logs, telemetry
 from app.auth import B2CClient, current_user
 from app.db import Database
 from app.graph import GraphClient
@@ -26,10 +26,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from validated settings (the environment when none are given)."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The SDKs log every HTTP request at INFO; their warnings are what matters here.
-    for noisy in ("azure", "msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure_logging()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(
@@ -53,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app, limit=2 * settings.max_upload_bytes
     )
     app.extensions["settings"] = settings
+    logs.init_app(app)
+    telemetry.init_app(app, settings)
 
     db = Database(url=settings.database_url)
     db.init_app(app)

@@ -22,6 +22,32 @@ accesslog = "-"
 errorlog = "-"
 # Path without the query string: /auth/callback's query carries the one-time auth code.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# gunicorn's own lines as JSON like the app's (app/logs.py): access lines on stdout with the
+# path, status, duration and the request id the app echoed; its error log on stderr. Not
+# propagated: the app's root handler would print them twice.
+logconfig_dict = {
+    "root": {"level": "INFO", "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access_console"], "propagate": False},
+    },
+    "handlers": {
+        "access_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stdout",
+        },
+        "error_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "formatters": {
+        "access": {"()": "app.logs.AccessLogFormatter"},
+        "json": {"()": "app.logs.JsonLineFormatter"},
+    },
+}
 # gunicorn 25+ opens a control socket under $HOME/.gunicorn by default. On App Service $HOME is
 # /home, a network share every instance mounts, where a unix socket fails or collides; nobody
 # drives a deployed worker pool by hand, so it stays off.
