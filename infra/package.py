@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,45 @@ def build_app_package(
         }
     )
     return BuiltPackage(archive=archive, digest=digest)
+
+
+# Pulumi's own zip of an archive: a constant date (App Service cannot extract some without one),
+# deflated, no directory entries, no `.pulumi` folders, symlinks to directories left out. The
+# fastest compression level: the files inside are what matters, not the zip's size.
+_ZIP_DATE = (1990, 1, 1, 0, 0, 0)
+
+
+def write_zip(package: BuiltPackage, dest: Path) -> Path:
+    """Write the archive as the zip Pulumi uploads, each directory archive under its name.
+
+    Lets the tests (and anyone curious) open exactly what the site mounts without a deployment.
+    """
+    archive = package.archive
+    if not isinstance(archive, pulumi.AssetArchive):
+        raise TypeError(f"write_zip expects an AssetArchive, got {type(archive).__name__}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w") as zf:
+
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+        for name, item in sorted(archive.assets.items()):
+            if isinstance(item, pulumi.FileArchive):
+                root = Path(item.path)
+                files = []
+                for folder, dirs, names in os.walk(root):
+                    dirs[:] = [d for d in dirs if d != ".pulumi"]
+                    files += [Path(folder, n) for n in names if n != ".pulumi"]
+                for path in sorted(files, key=lambda p: p.relative_to(root).parts):
+                    add(f"{name}/{path.relative_to(root).as_posix()}", path.read_bytes())
+            elif isinstance(item, pulumi.FileAsset):
+                add(name, Path(item.path).read_bytes())
+            elif isinstance(item, pulumi.StringAsset):
+                add(name, item.text.encode())
+            else:
+                raise TypeError(f"write_zip cannot write {type(item).__name__} {name!r}")
+    return dest
 
 
 @dataclass(kw_only=True)
