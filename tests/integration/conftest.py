@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from devstack.appserver import AppServer, Site
 from devstack.fake_identity.client import FakeIdentityClient
-from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
-from devstack.fake_identity.tls import TlsFiles, make_tls
+from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env
 from tests.integration.client import AppClient
-from tests.services import IMAGES_CONTAINER, Services, chosen_provider, provide
+from tests.services import IMAGES_CONTAINER, Services
 
 pytestmark = pytest.mark.integration
 
@@ -33,43 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
-    with provide(chosen_provider()) as provided:
-        yield provided
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """The tests' CA and a certificate for 127.0.0.1/localhost: the fake and the front end."""
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="session")
-def identity(tls: TlsFiles) -> Iterator[FakeIdentityServer]:
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    # The test process talks to the fake too (its sign-in page, its control API).
-    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(tls.bundle_pem)
-    server = FakeIdentityServer(FakeConfig.random(b2c_tenant_name="photosharetest"), tls=tls).start()
-    server.bundle_pem = tls.bundle_pem  # type: ignore[attr-defined]
-    yield server
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture
-def fake(identity: FakeIdentityServer) -> Iterator[FakeIdentityClient]:
-    """The fake's control API, with knobs and counters reset around each test."""
-    client = FakeIdentityClient(identity.base_url)
-    client.reset()
-    yield client
-    client.reset()
 
 
 @pytest.fixture(scope="session")
@@ -123,19 +82,6 @@ def dev_app_server(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture
-def make_user(fake: FakeIdentityClient) -> Callable[..., dict]:
-    """Create a user in the fake B2C directory: kind local_with_emails_claim | local | social."""
-
-    def make(kind: str = "local_with_emails_claim", **extra: str) -> dict:
-        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
-        password = secrets.token_urlsafe(12)
-        user = fake.add_user(email, password, name=f"Test {kind}", kind=kind, **extra)
-        return {**user, "email": email, "password": password}
-
-    return make
-
-
-@pytest.fixture
 def client(app_server: Site, fake: FakeIdentityClient) -> AppClient:
     return AppClient(app_server.url, fake)
 
@@ -155,15 +101,3 @@ def client_factory(app_server: Site, fake: FakeIdentityClient) -> Callable[..., 
         return AppClient((server or app_server).url, fake)
 
     return make
-
-
-@pytest.fixture
-def fresh_database(services: Services) -> Iterator[str]:
-    """An empty database on the same server, dropped afterwards."""
-    name = f"migrate_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -1,6 +1,6 @@
 """The package suite's story: infra builds the package, it is unzipped to a read-only wwwroot
-and started the way App Service starts it, against the integration suite's real services and
-fake identity server (whose fixtures are reused here)."""
+and started the way App Service starts it, against the real services and the fake identity
+server the integration suite uses (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env
 from infra.package import build_app_package, write_zip
-from tests.integration import conftest as integration
 from tests.package.deployed import (
     VERSION,
     Deployment,
@@ -36,14 +35,6 @@ from tests.package.deployed import (
     unpack,
 )
 from tests.services import IMAGES_CONTAINER, Services
-
-# The integration suite's services, TLS files, fake identity server and users, as they are.
-services = integration.services
-tls = integration.tls
-identity = integration.identity
-fake = integration.fake
-make_user = integration.make_user
-fresh_database = integration.fresh_database
 
 # As root the site drops to `nobody`, so the read-only mode of wwwroot binds it (root ignores it).
 RUN_AS = "nobody" if os.geteuid() == 0 else None
