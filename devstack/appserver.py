@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -23,7 +23,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class AppServer:
-    """gunicorn serving `app:create_app()` (or another WSGI target) with the given environment."""
+    """gunicorn serving `app:create_app()` (or another WSGI target) with the given environment.
+
+    `argv` replaces the whole command (e.g. infra's startup command, run from a deployment
+    package's directory `cwd` as `user`); it must bind `port`. `workers`/`threads` of None leave
+    gunicorn's configuration to decide, as on App Service.
+    """
 
     def __init__(
         self,
@@ -31,16 +36,22 @@ class AppServer:
         env: Mapping[str, str],
         port: int = 0,
         host: str = LOOPBACK,
-        workers: int = 2,
-        threads: int = 4,
+        workers: int | None = 2,
+        threads: int | None = 4,
         log_dir: Path | None = None,
         start_timeout: float = 60.0,
         wsgi_app: str = "app:create_app()",
         name: str = "app",
         tls: TlsFiles | None = None,
+        argv: Sequence[str] | None = None,
+        cwd: Path = PROJECT_ROOT,
+        user: str | None = None,
     ) -> None:
         self.env = dict(env)
         self.wsgi_app = wsgi_app
+        self.argv = list(argv) if argv is not None else None
+        self.cwd = cwd
+        self.user = user
         self.name = name
         self.host = host
         self.port = port or free_port()
@@ -57,26 +68,40 @@ class AppServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        """The gunicorn command line; gunicorn's own TLS options go before the WSGI target."""
+        argv = self.argv or [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:app.gunicorn_conf",
+            self.wsgi_app,
+        ]
+        if self.tls is None:
+            return list(argv)
+        return [
+            *argv[:-1],
+            "--certfile",
+            str(self.tls.cert_pem),
+            "--keyfile",
+            str(self.tls.key_pem),
+            argv[-1],
+        ]
+
     def start(self) -> AppServer:
-        env = {
-            **self.env,
-            "HOST": self.host,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(self.workers),
-            "GUNICORN_THREADS": str(self.threads),
-            "PYTHONUNBUFFERED": "1",
-        }
-        tls_args = (
-            []
-            if self.tls is None
-            else ["--certfile", str(self.tls.cert_pem), "--keyfile", str(self.tls.key_pem)]
-        )
+        env = {**self.env, "HOST": self.host, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        if self.workers is not None:
+            env["WEB_CONCURRENCY"] = str(self.workers)
+        if self.threads is not None:
+            env["GUNICORN_THREADS"] = str(self.threads)
         self._proc = ManagedProcess(
-            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *tls_args, self.wsgi_app],
+            self.command(),
             name=self.name,
             log_path=self.log_path,
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=self.cwd,
+            user=self.user,
         )
         self._proc.wait_ready(self._answers, timeout=self.start_timeout, what=f"{self.name} (gunicorn)")
         return self

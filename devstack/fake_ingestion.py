@@ -17,34 +17,33 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from .fake_identity.tls import TlsFiles
+from .https_thread import HttpsThread
 
 log = logging.getLogger(__name__)
 
 TRACK_PATH = "/v2.1/track"
 
 
-class FakeIngestion:
+class FakeIngestion(HttpsThread):
     """HTTPS on a free loopback port, serving `TRACK_PATH`; `connection_string(ikey)` points an
     exporter at it. The TLS files are the ones its clients already trust (REQUESTS_CA_BUNDLE)."""
 
     def __init__(self, *, tls: TlsFiles, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(name="fake-ingestion", host=host, port=port, ssl_context=tls.server_context())
         self.tls = tls
-        self.host = host
-        self.port = port
         self._lock = threading.Lock()
         self._envelopes: list[dict[str, Any]] = []
         self._bodies: list[bytes] = []
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+
+    def wsgi_app(self) -> Any:
+        return self._wsgi
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeIngestion.base_url is known only after start()")
+        self._require_started()
         return f"https://{self.host}:{self.port}"
 
     def connection_string(self, instrumentation_key: str) -> str:
@@ -99,38 +98,6 @@ class FakeIngestion:
             self._envelopes.extend(item for item in items if isinstance(item, dict))
         count = len(items)
         return _json({"itemsReceived": count, "itemsAccepted": count, "errors": []})(environ, start_response)
-
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> FakeIngestion:
-        if self._server is not None:
-            raise RuntimeError("FakeIngestion already started")
-        self._server = make_server(
-            self.host, self.port, self._wsgi, threaded=True, ssl_context=self.tls.server_context()
-        )
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"fake-ingestion:{self.port}", daemon=True
-        )
-        self._thread.start()
-        log.info("fake ingestion listening on %s", self.base_url)
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeIngestion:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:

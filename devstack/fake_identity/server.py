@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import ssl
 import tempfile
-import threading
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
+from ..https_thread import HttpsThread
 from . import b2c, control, entra, graph
 from .config import FakeConfig
 from .context import EXTENSION_KEY, FakeIdentity
@@ -35,7 +34,7 @@ def create_fake_app(config: FakeConfig) -> Flask:
     return app
 
 
-class FakeIdentityServer:
+class FakeIdentityServer(HttpsThread):
     """Serves `create_fake_app(config)` over HTTPS with werkzeug's threaded server.
 
     Port 0 picks a free port; `base_url` is known once `start()` returns. Without `tls`, a
@@ -52,17 +51,21 @@ class FakeIdentityServer:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
-        self.host = host
-        self.port = port
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         if tls is None and ssl_context is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="fake-identity-tls-")
             tls = make_tls(Path(self._tmpdir.name))
         self.tls = tls
-        self._ssl_context = ssl_context or tls.server_context()  # type: ignore[union-attr]
+        super().__init__(
+            name="fake-identity",
+            host=host,
+            port=port,
+            ssl_context=ssl_context or tls.server_context(),  # type: ignore[union-attr]
+        )
         self.app = create_fake_app(config)
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+
+    def wsgi_app(self) -> Flask:
+        return self.app
 
     @property
     def fake(self) -> FakeIdentity:
@@ -71,40 +74,11 @@ class FakeIdentityServer:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeIdentityServer.base_url is known only after start()")
+        self._require_started()
         return f"https://{self.config.public_host}:{self.port}"
 
-    def start(self) -> FakeIdentityServer:
-        """Bind (so the port is known and connections queue) and serve on a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("FakeIdentityServer already started")
-        self._server = make_server(
-            self.host, self.port, self.app, threaded=True, ssl_context=self._ssl_context
-        )
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"fake-identity:{self.port}", daemon=True
-        )
-        self._thread.start()
-        log.info("fake identity server listening on %s", self.base_url)
-        return self
-
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
+        super().stop()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
-
-    def __enter__(self) -> FakeIdentityServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.appserver import Site
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env
@@ -24,12 +25,12 @@ from tests.package.deployed import (
     VERSION,
     Deployment,
     Layout,
-    PackagedSite,
     make_bare_venv,
     make_home,
     make_writable,
     readable_copy,
     runtime_interpreter,
+    serve_package,
     site_settings,
     stack_config,
     unpack,
@@ -107,9 +108,9 @@ def packaged_site(
     tls: TlsFiles,
     trust_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PackagedSite]:
+) -> Iterator[Site]:
     """The package running from its wwwroot behind the TLS front end, for the whole session."""
-    site = PackagedSite(
+    site = serve_package(
         deployment.layout,
         env=site_env,
         tls=tls,

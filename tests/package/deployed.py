@@ -25,9 +25,9 @@ import psycopg
 import requests
 
 from app.settings import SETTINGS_BY_NAME
+from devstack.appserver import Site
 from devstack.fake_identity.tls import TlsFiles
-from devstack.frontend import FrontEnd, find_nginx
-from devstack.process import LOOPBACK, ManagedProcess, ServiceError, free_port, run_as
+from devstack.process import LOOPBACK, ServiceError, free_port, run_as
 from infra import appsettings
 from infra.config import B2CConfig, DatabaseConfig, StackConfig, WebConfig
 from infra.package import DEPENDENCY_DIR, REPO_ROOT, SITE_PYTHONPATH, BuiltPackage
@@ -282,104 +282,39 @@ class Deployment:
     python_version: str  # what the wheels were chosen for
 
 
-class PackagedSite:
-    """The package served from its wwwroot behind nginx, as App Service's front end serves it.
-
-    Without nginx, gunicorn terminates TLS itself (`--certfile/--keyfile` added: the only other
-    change to the startup command), like devstack's `Site`.
+def serve_package(
+    layout: Layout, *, env: Mapping[str, str], tls: TlsFiles, log_dir: Path, trust_dir: Path
+) -> Site:
+    """The package served from its wwwroot behind nginx, as App Service's front end serves it:
+    devstack's `Site` running infra's startup command from wwwroot, as the layout's user, with
+    gunicorn's own configuration deciding workers and threads. Without nginx, gunicorn
+    terminates TLS itself (`--certfile/--keyfile` added: the only other change to the command).
     """
-
-    def __init__(
-        self,
-        layout: Layout,
-        *,
-        env: Mapping[str, str],
-        tls: TlsFiles,
-        log_dir: Path,
-        trust_dir: Path,
-    ) -> None:
-        self.layout = layout
-        self.log_dir = log_dir
-        self.port = free_port()
-        self.argv = startup_argv(self.port)
-        nginx = find_nginx()
-        self.tls: TlsFiles | None = None
-        if nginx is None:
-            self.tls = tls
-            cert, key = (
-                readable_copy(tls.cert_pem, trust_dir, layout.user),
-                readable_copy(tls.key_pem, trust_dir, layout.user),
-            )
-            self.argv[-1:-1] = ["--certfile", str(cert), "--keyfile", str(key)]
-        self.proxy = (
-            FrontEnd(upstream_port=self.port, tls=tls, log_dir=log_dir / "nginx", nginx=nginx)
-            if nginx
-            else None
-        )
+    port = free_port()
+    return Site(
         # `python` is found on PATH, as App Service's shell finds its own: here the bare venv's.
-        self.env = {
-            **env,
-            "PATH": f"{layout.python.parent}{os.pathsep}{os.defpath}",
-            "HOME": str(layout.home),
-        }
-        self._proc: ManagedProcess | None = None
+        env={**env, "PATH": f"{layout.python.parent}{os.pathsep}{os.defpath}", "HOME": str(layout.home)},
+        tls=readable_tls(tls, trust_dir, layout.user),
+        log_dir=log_dir,
+        port=port,
+        argv=startup_argv(port),
+        cwd=layout.wwwroot,
+        user=layout.user,
+        workers=None,
+        threads=None,
+        name="packaged app",
+        start_timeout=START_TIMEOUT,
+    )
 
-    @property
-    def direct_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
-    @property
-    def url(self) -> str:
-        return self.proxy.url if self.proxy else self.direct_url
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / "gunicorn.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self) -> PackagedSite:
-        self._proc = ManagedProcess(
-            self.argv,
-            name="packaged app",
-            log_path=self.log_path,
-            env=self.env,
-            cwd=self.layout.wwwroot,
-            user=self.layout.user,
-        )
-        try:
-            self._proc.wait_ready(self._answers, timeout=START_TIMEOUT, what="the packaged app (gunicorn)")
-            if self.proxy is not None:
-                self.proxy.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _answers(self) -> bool:
-        verify = str(self.tls.ca_pem) if self.tls else True
-        try:
-            return requests.get(f"{self.direct_url}/healthz", timeout=1, verify=verify).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> PackagedSite:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def readable_tls(tls: TlsFiles, folder: Path, user: str | None) -> TlsFiles:
+    """The tests' TLS files, copied where the site's user can read them."""
+    return TlsFiles(
+        ca_pem=readable_copy(tls.ca_pem, folder, user),
+        cert_pem=readable_copy(tls.cert_pem, folder, user),
+        key_pem=readable_copy(tls.key_pem, folder, user),
+        bundle_pem=readable_copy(tls.bundle_pem, folder, user),
+    )
 
 
 def readable_copy(source: Path, folder: Path, user: str | None) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.appserver import Site
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.fake_identity.tls import TlsFiles
 from devstack.process import ServiceError
@@ -26,7 +27,6 @@ from infra.package import DEPENDENCY_DIR, REPO_ROOT
 from tests.integration.client import AppClient, make_image
 from tests.package.deployed import (
     Deployment,
-    PackagedSite,
     broken_copy,
     error_lines,
     files_in,
@@ -34,6 +34,7 @@ from tests.package.deployed import (
     package_problems,
     process_uid,
     run_python,
+    serve_package,
     site_pythonpath,
     writable_paths,
 )
@@ -51,7 +52,7 @@ def test_the_zip_holds_the_app_and_its_dependencies_and_nothing_else(deployment:
 
 
 def test_the_bare_interpreter_runs_only_the_packages_own_dependencies(
-    deployment: Deployment, packaged_site: PackagedSite
+    deployment: Deployment, packaged_site: Site
 ) -> None:
     layout = deployment.layout
     path = packaged_site.env["PATH"]
@@ -78,7 +79,7 @@ def test_the_bare_interpreter_runs_only_the_packages_own_dependencies(
 
 
 def test_the_site_runs_unprivileged_on_a_read_only_tree_and_logs_no_error(
-    deployment: Deployment, packaged_site: PackagedSite
+    deployment: Deployment, packaged_site: Site
 ) -> None:
     assert packaged_site.pid is not None
     if deployment.layout.user is not None:
@@ -88,13 +89,13 @@ def test_the_site_runs_unprivileged_on_a_read_only_tree_and_logs_no_error(
 
 
 def test_the_package_serves_its_templates_static_files_and_migrations(
-    packaged_site: PackagedSite, services: Services
+    packaged_site: Site, services: Services
 ) -> None:
     assert package_problems(packaged_site.url, services.database_url) == []
 
 
 def test_a_new_user_signs_in_uploads_lists_downloads_and_deletes(
-    packaged_site: PackagedSite,
+    packaged_site: Site,
     deployment: Deployment,
     fake: FakeIdentityClient,
     make_user: Callable[..., dict],
@@ -122,7 +123,7 @@ def test_a_new_user_signs_in_uploads_lists_downloads_and_deletes(
 
 
 def test_a_local_account_gets_its_email_from_graph(
-    packaged_site: PackagedSite, fake: FakeIdentityClient, make_user: Callable[..., dict]
+    packaged_site: Site, fake: FakeIdentityClient, make_user: Callable[..., dict]
 ) -> None:
     client = AppClient(packaged_site.url, fake)
     user = make_user("local")
@@ -154,7 +155,7 @@ def test_a_package_missing_a_file_is_caught(
     wwwroot = broken_copy(deployment.layout.wwwroot, broken, removed)
     layout = dataclasses.replace(deployment.layout, wwwroot=wwwroot)
     env = {**site_env, "DATABASE_URL": fresh_database, "PYTHONPATH": site_pythonpath(wwwroot)}
-    site = PackagedSite(layout, env=env, tls=tls, log_dir=tmp_path, trust_dir=trust_dir)
+    site = serve_package(layout, env=env, tls=tls, log_dir=tmp_path, trust_dir=trust_dir)
     try:
         with site:
             problems = package_problems(site.url, fresh_database)
