@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, request
+from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import csrf, errors, logs, telemetry
-from app.auth import B2CClient, current_user
+from app.auth import B2CClient
 from app.db import Database
 from app.graph import GraphClient
 from app.settings import Settings
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.context_processor
     def inject_user() -> dict[str, object]:
-        return {"current_user": current_user()}
+        return {"current_user": g.get("user")}
 
     @app.after_request
     def security_headers(response):
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
         if not settings.development:
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.endpoint != "static" and (errors.is_api_path() or current_user() is not None):
+        if request.endpoint != "static" and (errors.is_api_request() or g.get("user") is not None):
             response.headers["Cache-Control"] = "no-store"  # someone's photos, links, email
         return response
 

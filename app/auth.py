@@ -25,6 +25,7 @@ from flask import (
     Flask,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -147,6 +148,7 @@ class B2CClient:
 
     def init_app(self, app: Flask) -> None:
         app.extensions["b2c"] = self
+        app.before_request(load_user)  # before app.csrf's checks, which read g.user
         app.register_blueprint(bp)
 
 
@@ -166,21 +168,30 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def current_user() -> dict[str, Any] | None:
+def load_user() -> None:
+    """The signed-in user, once per request, as `g.user` (None when signed out)."""
     user = session.get("user")
-    return user if isinstance(user, dict) and user.get("oid") else None
+    g.user = user if isinstance(user, dict) and user.get("oid") else None
 
 
 def login_required(view: F) -> F:
-    """Refuse signed-out callers with 401: app.errors answers JSON or redirects to sign-in."""
+    """Refuse signed-out callers with 401: app.errors answers JSON or redirects to sign-in.
+    Marked too, so app.csrf can answer a signed-out write with 401 before checking its token."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if current_user() is None:
+        if g.user is None:
             abort(401)
         return view(*args, **kwargs)
 
+    wrapped.login_required = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
+
+
+def requires_sign_in(endpoint: str | None) -> bool:
+    """Whether the view behind `endpoint` is `login_required`."""
+    view = current_app.view_functions.get(endpoint or "")
+    return bool(getattr(view, "login_required", False))
 
 
 def _start_flow(policy: str, next_url: str) -> Response:
@@ -208,7 +219,7 @@ def reset_password() -> Response:
 
 @bp.get("/edit-profile")
 def edit_profile() -> Response:
-    if current_user() is None:
+    if g.user is None:
         return redirect(url_for("auth.login", next="/"))
     return _start_flow(get_settings().profile_edit_policy, "/")
 

@@ -19,11 +19,11 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, request
+from flask import Flask, abort, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from app.auth import current_user
-from app.errors import error_response, is_api_path
+from app.auth import requires_sign_in
+from app.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def signed_out_writes_are_401() -> None:
-        if request.method not in SAFE_METHODS and is_api_path() and current_user() is None:
+        if request.method not in SAFE_METHODS and g.user is None and requires_sign_in(request.endpoint):
             abort(401)
 
     app.before_request(check_origin)

@@ -32,28 +32,23 @@ _CODES = {
 }
 
 
-def is_api_path() -> bool:
-    """Whether this request is for the JSON API: decided here only."""
-    return request.path.startswith(API_PREFIXES)
+def is_api_request() -> bool:
+    """Whether this request gets JSON (answers and errors) rather than pages: decided here only.
 
-
-def wants_json() -> bool:
-    if is_api_path() and not (request.path == "/photos" and request.method == "POST" and _prefers_html()):
-        return True
+    The API's routes do, except an HTML form posting to /photos (it gets a redirect or an error
+    page); any other request does when its Accept header ranks JSON first (JSON on a tie).
+    """
+    if request.path.startswith(API_PREFIXES):
+        return not (request.path == "/photos" and request.method == "POST" and _prefers_html())
     return not _prefers_html()
 
 
-def preferred_type() -> str | None:
-    """JSON or HTML, whichever the request's Accept header ranks first (JSON on a tie)."""
-    return request.accept_mimetypes.best_match(["application/json", "text/html"])
-
-
 def _prefers_html() -> bool:
-    return preferred_type() == "text/html"
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Any:
-    if wants_json():
+    if is_api_request():
         response = jsonify({"error": code, "message": message, **extra})
         response.status_code = status
         return response
@@ -64,7 +59,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
-        if status == 401 and request.method == "GET" and not wants_json():
+        if status == 401 and request.method == "GET" and not is_api_request():
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         if status == 401:
             return error_response(401, "unauthenticated", "Sign in first.")

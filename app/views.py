@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from app.auth import current_user, login_required
+from app.auth import login_required
 from app.db import Photo, get_db
 from app.emails import resolve_email
-from app.errors import error_response, preferred_type
+from app.errors import error_response, is_api_request
 from app.graph import GraphError
 from app.images import FORMATS, CheckedImage, check_filename, check_image, stored_as_sent
 from app.service_errors import ConfigurationError, ServiceError
@@ -83,7 +83,7 @@ def _page_limit() -> int:
 
 @bp.get("/")
 def index() -> Any:
-    user = current_user()
+    user = g.user
     if user is None:
         return render_template("landing.html")
     photos = get_db().list_photos(user["oid"], limit=DEFAULT_PAGE)
@@ -96,8 +96,7 @@ def index() -> Any:
 @bp.post("/photos")
 @login_required
 def upload() -> Any:
-    user = current_user()
-    assert user is not None
+    user = g.user
     if request.mimetype != "multipart/form-data":
         abort(415, description="Send the images as multipart/form-data in the form field 'file'.")
     files = [f for f in request.files.getlist("file") if f.filename or _has_content(f.stream)]
@@ -124,7 +123,7 @@ def upload() -> Any:
         for photo in created:  # nothing is acknowledged unless all of it is in both stores
             _remove(photo)
         raise
-    if preferred_type() == "application/json":
+    if is_api_request():
         return jsonify({"photos": [photo_json(p) for p in created]}), 201
     return redirect("/", code=303)
 
@@ -233,8 +232,7 @@ def _remove(photo: Photo) -> None:
 @bp.get("/api/photos")
 @login_required
 def list_photos() -> Any:
-    user = current_user()
-    assert user is not None
+    user = g.user
     limit = _page_limit()
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor) if cursor else None
@@ -251,8 +249,7 @@ def list_photos() -> Any:
 @bp.get("/photos/<photo_id>")
 @login_required
 def show_photo(photo_id: str) -> Response:
-    user = current_user()
-    assert user is not None
+    user = g.user
     photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
     if photo is None:
         abort(404, description="No such photo.")
@@ -262,8 +259,7 @@ def show_photo(photo_id: str) -> Response:
 @bp.delete("/photos/<photo_id>")
 @login_required
 def delete_photo(photo_id: str) -> Any:
-    user = current_user()
-    assert user is not None
+    user = g.user
     # Row first: a failure after it leaves only an orphan blob, which reconcile removes.
     photo = get_db().delete_photo(user["oid"], _photo_id(photo_id))
     if photo is None:
@@ -283,16 +279,14 @@ def delete_photo(photo_id: str) -> Any:
 @bp.get("/api/me")
 @login_required
 def me() -> Any:
-    user = current_user()
-    assert user is not None
+    user = g.user
     return jsonify({"id": user["oid"], "name": user.get("name"), "email": _known_email(user)})
 
 
 @bp.get("/api/me/email")
 @login_required
 def my_email() -> Any:
-    user = current_user()
-    assert user is not None
+    user = g.user
     resolved = resolve_email(user)
     return jsonify({"email": resolved.email, "source": resolved.source})
 
@@ -301,8 +295,7 @@ def my_email() -> Any:
 @login_required
 def get_user_email(user_id: str) -> Any:
     """The source article's route, kept: only for the caller's own object id."""
-    user = current_user()
-    assert user is not None
+    user = g.user
     if user_id.lower() != str(user["oid"]).lower():
         abort(403, description="You can only look up your own email.")
     return jsonify({"email": resolve_email(user).email})
