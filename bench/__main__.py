@@ -14,6 +14,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,9 @@ from bench.report import Figure, machine, table, write_json
 from bench.servers import naive_server, running, single_worker
 from devstack.appserver import PROJECT_ROOT, AppServer
 from devstack.fake_identity.client import FakeIdentityClient
-from devstack.stack import LocalStack
+from devstack.stack import CA_BUNDLE_VARIABLES, LocalStack
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 MAX_IMAGE_PIXELS = 80_000_000  # the 200 MB noise JPEG is ~49 Mpx; Pillow's own bomb warning is at 89 Mpx
 
 
@@ -44,6 +45,21 @@ def _production_workers() -> tuple[int, int]:
         os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with `values` set for the block, as it was afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -56,100 +72,95 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
     warmup_file = noise_jpeg(cache_dir, 0.2)
 
     figures: list[Figure] = []
-    saved_ca = {k: os.environ.get(k) for k in CA_VARIABLES}
     stack = LocalStack()
     try:
         _say("starting PostgreSQL, Azurite and the fake B2C/Graph server")
         stack.start()
         assert stack.fake is not None and stack.bundle_pem is not None
         # This process talks to the fake too (sign-in page, control API), like the tests do.
-        for key in CA_VARIABLES:
-            os.environ[key] = str(stack.bundle_pem)
-        fake = FakeIdentityClient(stack.fake.base_url)
-        env = stack.app_env(
-            MAX_UPLOAD_MB=str(plan.max_upload_mb),
-            MAX_IMAGE_PIXELS=str(MAX_IMAGE_PIXELS),
-            AZURE_STORAGE_CONTAINER="images",
-        )
-        logs = stack.base_dir / "logs"
-        app = AppServer(env=env, workers=1, threads=4, log_dir=logs)
-        try:
-            with running(app):
-                _say(f"app: 1 worker at {app.url}; 5. identity economy")
-                app_counts = identity.app_views(app.url, fake, users=plan.users, views=plan.views)
+        with _environ(dict.fromkeys(CA_BUNDLE_VARIABLES, str(stack.bundle_pem))):
+            fake = FakeIdentityClient(stack.fake.base_url)
+            env = stack.app_env(
+                MAX_UPLOAD_MB=str(plan.max_upload_mb),
+                MAX_IMAGE_PIXELS=str(MAX_IMAGE_PIXELS),
+                AZURE_STORAGE_CONTAINER="images",
+            )
+            logs = stack.base_dir / "logs"
+            app = AppServer(env=env, workers=1, threads=4, log_dir=logs)
+            try:
+                with running(app):
+                    _say(f"app: 1 worker at {app.url}; 5. identity economy")
+                    app_counts = identity.app_views(app.url, fake, users=plan.users, views=plan.views)
 
-                _say("1. upload overhead")
-                uploader = Browser(app.url, fake.base_url).sign_in(new_user(fake, "local_with_emails_claim"))
-                figures += upload.overhead(
-                    uploader,
-                    stack.azurite.connection_string,
-                    "images",
-                    overhead_file,
-                    plan.overhead_runs,
-                    MAX_IMAGE_PIXELS,
-                )
-
-                naive_before = fake.counters()["client_credentials_token"]
-                naive = naive_server(env=env, log_dir=logs)
-                with running(naive):
-                    naive_start_tokens = fake.counters()["client_credentials_token"] - naive_before
-                    _say(f"naive app: 1 worker at {naive.url}; 5. identity economy, naive")
-                    naive_counts = identity.naive_views(
-                        naive.url, fake, app_counts["users"], views=plan.views
+                    _say("1. upload overhead")
+                    uploader = Browser(app.url, fake.base_url).sign_in(
+                        new_user(fake, "local_with_emails_claim")
                     )
-                    _say("2. upload memory")
-                    figures += upload.memory(
+                    figures += upload.overhead(
                         uploader,
-                        single_worker(app),
-                        naive.url,
-                        single_worker(naive),
-                        memory_files,
-                        warmup_file,
+                        stack.azurite.connection_string,
+                        "images",
+                        overhead_file,
+                        plan.overhead_runs,
+                        MAX_IMAGE_PIXELS,
                     )
-                    uploader.close()
-                figures += identity.figures(
-                    app_counts, naive_counts, naive_start_tokens, users=plan.users, views=plan.views
-                )
 
-                _say(f"3. gallery latency ({plan.gallery_photos:,} photos)")
-                owner = new_user(fake, "local_with_emails_claim")
-                viewer = Browser(app.url, fake.base_url).sign_in(owner)
-                gallery.seed_photos(stack.postgres.url, owner["oid"], plan.gallery_photos)
-                viewer.close()
-                figures += gallery.latency(
-                    app.url,
-                    viewer.cookie_header,
-                    page_size=plan.page_size,
-                    requests_per_url=plan.latency_requests,
-                    photos=plan.gallery_photos,
-                )
-            workers, threads = _production_workers()
-            loaded = AppServer(env=env, workers=workers, threads=threads, log_dir=logs)
-            with running(loaded):
-                _say(f"4. throughput: {workers} workers × {threads} threads at {loaded.url}")
-                # Same SECRET_KEY, so the session signed by the first server is valid here.
-                figures += gallery.throughput(
-                    loaded.url,
-                    viewer.cookie_header,
-                    page_size=plan.page_size,
-                    connections=plan.load_connections,
-                    seconds=plan.load_seconds,
-                    runs=plan.load_runs,
-                    workers=workers,
-                )
-        except Exception:  # not on Ctrl-C: then the logs are noise
-            for log in sorted(logs.glob("*.log")):
-                tail = log.read_text(errors="replace")[-2000:]
-                print(f"--- last lines of {log.name} ---\n{tail}", file=sys.stderr)
-            raise
+                    naive_before = fake.counters()["client_credentials_token"]
+                    naive = naive_server(env=env, log_dir=logs)
+                    with running(naive):
+                        naive_start_tokens = fake.counters()["client_credentials_token"] - naive_before
+                        _say(f"naive app: 1 worker at {naive.url}; 5. identity economy, naive")
+                        naive_counts = identity.naive_views(
+                            naive.url, fake, app_counts["users"], views=plan.views
+                        )
+                        _say("2. upload memory")
+                        figures += upload.memory(
+                            uploader,
+                            single_worker(app),
+                            naive.url,
+                            single_worker(naive),
+                            memory_files,
+                            warmup_file,
+                        )
+                        uploader.close()
+                    figures += identity.figures(
+                        app_counts, naive_counts, naive_start_tokens, users=plan.users, views=plan.views
+                    )
+
+                    _say(f"3. gallery latency ({plan.gallery_photos:,} photos)")
+                    owner = new_user(fake, "local_with_emails_claim")
+                    viewer = Browser(app.url, fake.base_url).sign_in(owner)
+                    gallery.seed_photos(stack.postgres.url, owner["oid"], plan.gallery_photos)
+                    viewer.close()
+                    figures += gallery.latency(
+                        app.url,
+                        viewer.cookie_header,
+                        page_size=plan.page_size,
+                        requests_per_url=plan.latency_requests,
+                        photos=plan.gallery_photos,
+                    )
+                workers, threads = _production_workers()
+                loaded = AppServer(env=env, workers=workers, threads=threads, log_dir=logs)
+                with running(loaded):
+                    _say(f"4. throughput: {workers} workers × {threads} threads at {loaded.url}")
+                    # Same SECRET_KEY, so the session signed by the first server is valid here.
+                    figures += gallery.throughput(
+                        loaded.url,
+                        viewer.cookie_header,
+                        page_size=plan.page_size,
+                        connections=plan.load_connections,
+                        seconds=plan.load_seconds,
+                        runs=plan.load_runs,
+                        workers=workers,
+                    )
+            except Exception:  # not on Ctrl-C: then the logs are noise
+                for log in sorted(logs.glob("*.log")):
+                    tail = log.read_text(errors="replace")[-2000:]
+                    print(f"--- last lines of {log.name} ---\n{tail}", file=sys.stderr)
+                raise
     finally:
         _say("stopping the local stack")
         stack.stop()
-        for key, value in saved_ca.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return figures
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from devstack.appserver import AppServer
+from devstack.process import processes
 
 
 def naive_server(*, env: dict[str, str], log_dir: Path, workers: int = 1, threads: int = 4) -> AppServer:
@@ -28,25 +29,12 @@ def naive_server(*, env: dict[str, str], log_dir: Path, workers: int = 1, thread
     )
 
 
-def worker_pids(master_pid: int) -> list[int]:
-    """gunicorn's workers: the master's children (gunicorn forks them directly)."""
-    pids: list[int] = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master_pid:
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
-
-
 def single_worker(server: AppServer) -> int:
     """The one worker of a 1-worker server (the pid that serves every request)."""
     assert server.pid is not None
     deadline = time.monotonic() + 10
     while True:
-        pids = worker_pids(server.pid)
+        pids = processes(parent=server.pid)  # gunicorn forks its workers directly
         if len(pids) == 1:
             return pids[0]
         if time.monotonic() > deadline:

@@ -6,27 +6,47 @@ every other local service and cannot outlive its owner.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from devstack.process import LOOPBACK, ManagedProcess, ServiceError, free_port, run_as
+from devstack.process import LOOPBACK, LocalService, ManagedProcess, ServiceError, run_as
 
 USER = "photoshare"
 DATABASE = "photoshare"
 START_TIMEOUT = 30.0
-_PORT_ATTEMPTS = 3
 _SERVER_BINARIES = ("initdb", "postgres")
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The URL of database `name` on the server that `server_url` (any of its databases) reaches."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    """Create `name` through `server_url` (a copy of `template` if given: fast per-test databases)
+    and return its URL. The template must have no open connections."""
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(query)
+    return database_url(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop `name` if it exists, disconnecting its sessions first."""
+    query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(query)
 
 
 def find_bin_dir(explicit: Path | None = None) -> Path:
@@ -66,12 +86,15 @@ def find_bin_dir(explicit: Path | None = None) -> Path:
     )
 
 
-class Postgres:
+class Postgres(LocalService):
     """A PostgreSQL cluster in a temp data dir, superuser `photoshare` with trust auth.
 
     `stop()` keeps the data dir, so `start()` brings the same databases back on the same port
-    (tests use this to check the app recovers); `destroy()` stops and deletes everything.
+    (tests use this to check the app recovers); `destroy()` stops and deletes the data dir.
     """
+
+    label = "PostgreSQL"
+    log_name = "postgres.log"
 
     def __init__(
         self,
@@ -81,21 +104,14 @@ class Postgres:
         bin_dir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
-        self.port = port
-        self._auto_port = port == 0
+        super().__init__(
+            port=port, base_dir=base_dir, temp_prefix="photoshare-pg-", start_timeout=start_timeout
+        )
         self._bin_dir_arg = bin_dir
         self._bin_dir: Path | None = None
-        self._own_base = base_dir is None
-        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="photoshare-pg-")).resolve()
         self.data_dir = self.base_dir / "data"
-        self.log_path = self.base_dir / "postgres.log"
-        self._start_timeout = start_timeout
-        self._proc: ManagedProcess | None = None
         # PostgreSQL refuses to run as root: drop to the system user that owns the binaries.
         self._run_as = "postgres" if os.geteuid() == 0 else None
-        self.startup_seconds: float | None = None
-        self._started_once = False
-        atexit.register(self._cleanup_at_exit)
 
     # -- what clients need -------------------------------------------------------------------
     @property
@@ -103,80 +119,15 @@ class Postgres:
         return self.url_for(DATABASE)
 
     def url_for(self, dbname: str) -> str:
-        if self.port == 0:
-            raise ServiceError("PostgreSQL has no port yet: call start() first")
-        return f"postgresql://{USER}@{LOOPBACK}:{self.port}/{dbname}"
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid (also its process group id), None when stopped."""
-        return self._proc.pid if self._proc and self._proc.running() else None
+        return f"postgresql://{USER}@{LOOPBACK}:{self._require_port()}/{dbname}"
 
     def create_database(self, name: str, template: str | None = None) -> str:
-        """Create `name` (a copy of `template` if given: fast per-test databases) and return its
-        URL. The template must have no open connections."""
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template is not None:
-            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
-        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            conn.execute(query)
-        return self.url_for(name)
+        """Create `name` (a copy of `template` if given) and return its URL."""
+        return create_database(self.url_for("postgres"), name, template)
 
     def drop_database(self, name: str) -> None:
         """Drop `name` if it exists, disconnecting its sessions first."""
-        query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            conn.execute(query)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Postgres:
-        """initdb on first use, start the server, wait for pg_isready (idempotent)."""
-        if self._proc is not None and self._proc.running():
-            return self
-        if self._bin_dir is None:
-            self._bin_dir = find_bin_dir(self._bin_dir_arg)
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb()
-        for attempt in range(_PORT_ATTEMPTS):
-            if self.port == 0 or (attempt > 0 and self._may_move_port()):
-                self.port = free_port()
-            try:
-                self._launch()
-                break
-            except ServiceError as exc:
-                # Lost the race for an auto-picked port: pick another one.
-                retry = self._may_move_port() and "already in use" in str(exc)
-                if not retry or attempt == _PORT_ATTEMPTS - 1:
-                    raise
-        self._started_once = True
-        self._ensure_database(DATABASE)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Fast shutdown (SIGINT: roll back and disconnect clients), SIGKILL the group if it
-        hangs. The data dir stays for a later start(); idempotent."""
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout)
-            self._proc = None
-
-    def destroy(self) -> None:
-        """Stop and delete the data dir (the whole base dir if we created it)."""
-        self.stop()
-        shutil.rmtree(self.base_dir if self._own_base else self.data_dir, ignore_errors=True)
-        if not self._own_base:
-            self.log_path.unlink(missing_ok=True)
-        atexit.unregister(self._cleanup_at_exit)
-
-    def __enter__(self) -> Postgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.destroy()
+        drop_database(self.url_for("postgres"), name)
 
     # -- internals ---------------------------------------------------------------------------
     def _bin(self, name: str) -> str:
@@ -189,12 +140,26 @@ class Postgres:
         env["LC_ALL"] = "C"
         return env
 
+    def _prepare(self) -> None:
+        """initdb on first use."""
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir(self._bin_dir_arg)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+
+    def _remove_files(self) -> None:
+        """The whole base dir if we created it, else only the data dir and the log in it."""
+        super()._remove_files()
+        if not self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.log_path.unlink(missing_ok=True)
+
     def _prepare_dirs(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         if self._run_as is not None:
             shutil.chown(self.data_dir, user=self._run_as, group=self._run_as)
-            if self._own_base:
+            if self._own_dir:
                 self.base_dir.chmod(0o711)  # mkdtemp is 0700: let the postgres user traverse it
 
     def _initdb(self) -> None:
@@ -230,7 +195,7 @@ class Postgres:
                 f"initdb failed with code {result.returncode}:\n    " + "\n    ".join(output) + hint
             )
 
-    def _launch(self) -> None:
+    def _launch(self) -> ManagedProcess:
         argv = [
             self._bin("postgres"),
             "-D", str(self.data_dir),
@@ -242,27 +207,22 @@ class Postgres:
             "-c", "full_page_writes=off",
             "-c", "max_connections=200",
         ]  # fmt: skip
-        self.log_path.write_text("")  # each start gets its own log, so errors show this run
-        self._proc = ManagedProcess(
+        return ManagedProcess(
             argv,
             name=f"PostgreSQL on port {self.port}",
             log_path=self.log_path,
-            stop_signal=signal.SIGINT,
+            stop_signal=signal.SIGINT,  # fast shutdown: roll back and disconnect clients
             env=self._env(),
             cwd=self.base_dir,
             user=self._run_as,
         )
-        self.startup_seconds = self._proc.wait_ready(self._ready, timeout=self._start_timeout)
 
-    def _may_move_port(self) -> bool:
-        """Only an auto-picked port nobody has been told about yet may change."""
-        return self._auto_port and not self._started_once
-
-    def _ensure_database(self, name: str) -> None:
-        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if exists.fetchone() is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    def _on_ready(self) -> None:
+        """The app's database, created on first start (kept in the data dir after that)."""
+        with psycopg.connect(self.url_for("postgres")) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if exists is None:
+            self.create_database(DATABASE)
 
     def _ready(self) -> bool:
         pg_isready = self._bin("pg_isready")
@@ -278,10 +238,3 @@ class Postgres:
                 return True
         except psycopg.OperationalError:
             return False
-
-    def _cleanup_at_exit(self) -> None:
-        with contextlib.suppress(Exception):  # best effort at interpreter exit
-            if self._own_base:
-                self.destroy()
-            else:
-                self.stop(timeout=5)

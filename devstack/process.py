@@ -1,7 +1,8 @@
-"""Shared process plumbing for the local services (Azurite, PostgreSQL).
+"""Shared process plumbing for the local services (Azurite, PostgreSQL, nginx, gunicorn).
 
 Each service runs as a child in its own session, so the whole group can be signalled without
 touching the owner, and it is stopped by its owner, or by an atexit safety net if the owner forgets.
+`LocalService` is the lifecycle of a service on an auto-picked port with a scratch directory.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import contextlib
 import errno
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 LOOPBACK = "127.0.0.1"
 
@@ -57,6 +62,15 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...); None if
+    unreadable. The name is skipped by its last ')' because it may hold spaces and parentheses."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process with this pid exists and is not a zombie."""
     try:
@@ -65,11 +79,21 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): kill(0) is all we know
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] != "Z"  # no /proc (not Linux): kill(0) is all we know
+
+
+def processes(*, group: int | None = None, parent: int | None = None) -> list[int]:
+    """Live (non-zombie) pids in process group `group` and/or children of `parent`, from /proc:
+    what is left of a stopped service, or the workers a server forked."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(entry.name)
+        if fields is None or fields[0] == "Z":
+            continue
+        if (parent is None or int(fields[1]) == parent) and (group is None or int(fields[2]) == group):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def log_tail(path: Path | None, lines: int = 20) -> str:
@@ -166,8 +190,129 @@ class ManagedProcess:
             # The leader is exited but not reaped yet, so its pid (= group id) cannot be reused:
             # safe to kill stragglers (e.g. PostgreSQL backends) by group.
             _kill_group(self.pid)
+            _wait_group_gone(self.pid, timeout)
             self.popen.wait(timeout=timeout)
         _unregister(self)
+
+
+def _port_taken(error: ServiceError) -> bool:
+    """The service died because its port was taken (Node: EADDRINUSE; PostgreSQL: "Address
+    already in use"); the message carries the end of its log."""
+    message = str(error)
+    return "EADDRINUSE" in message or "address already in use" in message.lower()
+
+
+class LocalService(ABC):
+    """A service process on a loopback port with a scratch directory, for `make dev` and the tests.
+
+    `start()` retries a lost race for an auto-picked port, but only while no client has been told
+    the port; `stop()` keeps the directory for a later `start()` on the same port; `destroy()`
+    removes what the service created. Usable as a context manager, with an at-exit safety net.
+    """
+
+    label: ClassVar[str]  # how messages name the service
+    log_name: ClassVar[str]  # its log file, in base_dir
+    port_attempts: ClassVar[int] = 3
+
+    def __init__(self, *, port: int, base_dir: Path | None, temp_prefix: str, start_timeout: float) -> None:
+        self.port = port
+        self._auto_port = port == 0
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix=temp_prefix)).resolve()
+        self._start_timeout = start_timeout
+        self._proc: ManagedProcess | None = None
+        self._started_once = False
+        atexit.register(self._cleanup_at_exit)
+
+    @property
+    def pid(self) -> int | None:
+        """The service process's pid (also its process group id), None when stopped."""
+        return self._proc.pid if self._proc and self._proc.running() else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / self.log_name
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        """Start (idempotent) and wait until the service answers."""
+        if self._proc is not None and self._proc.running():
+            return self
+        self._prepare()
+        for attempt in range(self.port_attempts):
+            # Only an auto-picked port nobody has been told about yet may change.
+            may_move = self._auto_port and not self._started_once
+            if self.port == 0 or (attempt > 0 and may_move):
+                self.port = free_port()
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_text("")  # each start gets its own log, so errors show this run
+            try:
+                self._proc = self._launch()
+                self._proc.wait_ready(self._ready, timeout=self._start_timeout)
+                break
+            except ServiceError as exc:
+                # Lost the race for an auto-picked port: pick another one.
+                if not (may_move and _port_taken(exc)) or attempt == self.port_attempts - 1:
+                    raise
+        self._started_once = True
+        self._on_ready()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process group, keeping base_dir for a later start(); idempotent."""
+        if self._proc is not None:
+            self._proc.stop(timeout=timeout)
+            self._proc = None
+
+    def destroy(self) -> None:
+        """Stop and remove what the service created."""
+        self.stop()
+        self._remove_files()
+        atexit.unregister(self._cleanup_at_exit)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.destroy()
+
+    # -- what a service says about itself ----------------------------------------------------
+    def _prepare(self) -> None:  # noqa: B027  # optional hook
+        """Once per start(), before a port is tried: find binaries, create data."""
+
+    @abstractmethod
+    def _launch(self) -> ManagedProcess:
+        """Start the process on self.port, logging to self.log_path, without waiting for it."""
+
+    @abstractmethod
+    def _ready(self) -> bool:
+        """True once the service on self.port answers its clients."""
+
+    def _on_ready(self) -> None:  # noqa: B027  # optional hook
+        """After each successful start, e.g. to create what clients expect to find."""
+
+    def _remove_files(self) -> None:
+        """What destroy() deletes: base_dir if we created it; a caller's directory is left."""
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _require_port(self) -> int:
+        if self.port == 0:
+            raise ServiceError(f"{self.label} has no port yet: call start() first")
+        return self.port
+
+    def _cleanup_at_exit(self) -> None:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
+            if self._own_dir:
+                self.destroy()
+            else:
+                self.stop(timeout=5)
 
 
 def run_as(user: str | None) -> dict[str, Any]:
@@ -205,6 +350,14 @@ def _wait_exited(pid: int, timeout: float) -> bool:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """SIGKILL takes effect asynchronously: wait until no live member of the group is left, so
+    that a stopped service has really stopped."""
+    deadline = time.monotonic() + timeout
+    while processes(group=pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 # Safety net: whatever the owner forgot to stop dies with it (on normal exit, Ctrl-C included).

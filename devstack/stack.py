@@ -27,6 +27,9 @@ REAL_B2C_SETTINGS = (
     "AZURE_AD_B2C_CLIENT_ID",
     "AZURE_AD_B2C_CLIENT_SECRET",
 )
+# requests lets these override a Session's verify=; set to a bundle of the system roots plus the
+# fake's CA, for the app and for any process of ours that talks to the fake.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def identity_env(fake: FakeIdentityServer, bundle_pem: Path) -> dict[str, str]:
@@ -41,9 +44,7 @@ def identity_env(fake: FakeIdentityServer, bundle_pem: Path) -> dict[str, str]:
         "AZURE_AD_B2C_AUTHORITY_HOST": host,
         "AZURE_AUTHORITY_HOST": host,
         "GRAPH_ENDPOINT": fake.base_url,
-        # requests lets these override a Session's verify=: system roots plus the fake's CA.
-        "REQUESTS_CA_BUNDLE": str(bundle_pem),
-        "CURL_CA_BUNDLE": str(bundle_pem),
+        **dict.fromkeys(CA_BUNDLE_VARIABLES, str(bundle_pem)),
     }
 
 

@@ -4,20 +4,19 @@ of every run, how the app is served."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles, make_tls
 from devstack.frontend import find_nginx, nginx_version
+from devstack.postgres import create_database, drop_database
+from devstack.stack import CA_BUNDLE_VARIABLES
 from tests.services import Services, chosen_provider, provide
 
 
@@ -42,18 +41,14 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture(scope="session")
 def identity(tls: TlsFiles) -> Iterator[FakeIdentityServer]:
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    # The test process talks to the fake too (its sign-in page, its control API).
-    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(tls.bundle_pem)
-    server = FakeIdentityServer(FakeConfig.random(b2c_tenant_name="photosharetest"), tls=tls).start()
-    server.bundle_pem = tls.bundle_pem  # type: ignore[attr-defined]
-    yield server
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        # The test process talks to the fake too (its sign-in page, its control API).
+        for key in CA_BUNDLE_VARIABLES:
+            patch.setenv(key, str(tls.bundle_pem))
+        server = FakeIdentityServer(FakeConfig.random(b2c_tenant_name="photosharetest"), tls=tls).start()
+        server.bundle_pem = tls.bundle_pem  # type: ignore[attr-defined]
+        yield server
+        server.stop()
 
 
 @pytest.fixture
@@ -82,9 +77,5 @@ def make_user(fake: FakeIdentityClient) -> Callable[..., dict]:
 def fresh_database(services: Services) -> Iterator[str]:
     """An empty database on the same server, dropped afterwards."""
     name = f"migrate_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield create_database(services.database_url, name)
+    drop_database(services.database_url, name)
