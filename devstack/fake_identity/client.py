@@ -74,9 +74,9 @@ def parse_page(html: str) -> _FormParser:
 class AuthorizeResult:
     """What submitting the sign-in page produced.
 
-    `params` holds the response sent to the app (code+state, or error+error_description+state)
-    whether it came as a redirect query, a fragment or a form_post page; `error_message` is the
-    inline message when the page was shown again (wrong password, email taken...).
+    `params` holds the response sent to the app in the redirect's query string (code+state, or
+    error+error_description+state); `error_message` is the inline message when the page was
+    shown again (wrong password, email taken...).
     """
 
     status_code: int
@@ -195,13 +195,9 @@ class FakeIdentityClient:
         params: dict[str, str] = {}
         error_message = None
         if location:
-            parts = urlsplit(location)
-            params = dict(parse_qsl(parts.fragment or parts.query))
+            params = dict(parse_qsl(urlsplit(location).query))
         elif response.status_code == 200:
             parsed = parse_page(response.text)
-            if "form_post" in parsed.forms:
-                params = dict(parsed.forms["form_post"].fields)
-                location = parsed.forms["form_post"].action
             error_message = parsed.error.strip() if parsed.error else None
         return AuthorizeResult(
             status_code=response.status_code,

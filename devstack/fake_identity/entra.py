@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 from flask import Blueprint, Response, jsonify, request
 
 from .context import base_url, current
-from .errors import entra_error
+from .errors import entra_error, missing_parameter
 from .tokens import app_only_access_token_claims
 
 bp = Blueprint("fake_entra", __name__)
@@ -141,7 +141,7 @@ def token(tenant: str) -> Response:
 
     grant_type = request.form.get("grant_type", "")
     if not grant_type:
-        return _missing("grant_type")
+        return missing_parameter("entra", "grant_type")
     if grant_type != "client_credentials":
         return entra_error(
             400,
@@ -154,7 +154,7 @@ def token(tenant: str) -> Response:
 
     client_id, secret = client_credentials_from_request()
     if not client_id:
-        return _missing("client_id")
+        return missing_parameter("entra", "client_id")
     if tenant_id != cfg.b2c_tenant_id or client_id.lower() != cfg.client_id:
         return entra_error(
             400,
@@ -194,7 +194,7 @@ def token(tenant: str) -> Response:
 
     scopes = request.form.get("scope", "").split()
     if not scopes:
-        return _missing("scope")
+        return missing_parameter("entra", "scope")
     if len(scopes) > 1 or not scopes[0].endswith(DEFAULT_SUFFIX):
         return entra_error(
             400,
@@ -219,12 +219,3 @@ def token(tenant: str) -> Response:
         "access_token": fake.key.sign(claims),
     }
     return jsonify(body)
-
-
-def _missing(parameter: str) -> Response:
-    return entra_error(
-        400,
-        "invalid_request",
-        900144,
-        f"The request body must contain the following parameter: '{parameter}'.",
-    )

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from flask import Response, jsonify
+
+
+class Rejected(Exception):
+    """Stop handling a request with a ready-made error response (server.py answers with it)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
 
 
 def _timestamp() -> str:
@@ -46,6 +54,20 @@ def b2c_error(status: int, error: str, code: str, message: str) -> Response:
     response = jsonify({"error": error, "error_description": b2c_description(code, message)})
     response.status_code = status
     return response
+
+
+def missing_parameter(service: Literal["b2c", "entra"], parameter: str) -> Response:
+    """A token request without a required parameter, in the words of the service asked."""
+    if service == "b2c":
+        return b2c_error(
+            400, "invalid_request", "AADB2C90083", f"The request is missing required parameter: {parameter}."
+        )
+    return entra_error(
+        400,
+        "invalid_request",
+        900144,
+        f"The request body must contain the following parameter: '{parameter}'.",
+    )
 
 
 def graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -13,8 +13,8 @@ import jwt
 from flask import Blueprint, Response, jsonify, request
 
 from .context import FakeIdentity, base_url, current
-from .errors import graph_error
-from .state import FakeUser
+from .errors import Rejected, graph_error
+from .state import SOCIAL_IDP, FakeUser
 from .tokens import GRAPH_AUDIENCES
 
 bp = Blueprint("fake_graph", __name__)
@@ -50,19 +50,8 @@ WWW_AUTHENTICATE = (
 )
 
 
-class GraphRejected(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__()
-        self.response = response
-
-
-@bp.errorhandler(GraphRejected)
-def _rejected(exc: GraphRejected) -> Response:
-    return exc.response
-
-
-def _unauthenticated(message: str) -> GraphRejected:
-    return GraphRejected(
+def _unauthenticated(message: str) -> Rejected:
+    return Rejected(
         graph_error(
             401,
             "InvalidAuthenticationToken",
@@ -87,7 +76,7 @@ def _before_each(fake: FakeIdentity) -> None:
             code, message = "ServiceUnavailable", "The service is temporarily unavailable."
         else:
             code, message = "generalException", "An unspecified error has occurred."
-        raise GraphRejected(graph_error(status, code, message, headers=headers))
+        raise Rejected(graph_error(status, code, message, headers=headers))
 
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -109,7 +98,7 @@ def _before_each(fake: FakeIdentity) -> None:
     if claims["tid"] != fake.config.b2c_tenant_id:
         raise _unauthenticated("Access token validation failure. Invalid issuer.")
     if not READ_ROLES & set(claims.get("roles") or []):
-        raise GraphRejected(
+        raise Rejected(
             graph_error(
                 403,
                 "Authorization_RequestDenied",
@@ -126,7 +115,7 @@ def _selected() -> list[str] | None:
     names = [n.strip() for n in raw.split(",") if n.strip()]
     for name in names:
         if name.lower() not in _BY_LOWER:
-            raise GraphRejected(
+            raise Rejected(
                 graph_error(
                     400,
                     "BadRequest",
@@ -144,7 +133,7 @@ def graph_user(user: FakeUser, b2c_domain: str) -> dict[str, Any]:
     identities: list[dict[str, str]] = []
     if user.is_social:
         identities.append(
-            {"signInType": "federated", "issuer": "google.com", "issuerAssignedId": user.social_id}
+            {"signInType": "federated", "issuer": SOCIAL_IDP, "issuerAssignedId": user.social_id}
         )
     else:
         identities.append(

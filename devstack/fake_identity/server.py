@@ -7,12 +7,13 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
 
 from ..https_thread import HttpsThread
-from . import b2c, control, entra, graph
+from . import b2c, b2c_authorize, b2c_token, control, entra, graph
 from .config import FakeConfig
 from .context import EXTENSION_KEY, FakeIdentity
+from .errors import Rejected
 from .state import FakeState
 from .tls import TlsFiles, make_tls
 from .tokens import SigningKey
@@ -29,9 +30,14 @@ def create_fake_app(config: FakeConfig) -> Flask:
     for user in config.users:
         state.add_user(**user)
     app.extensions[EXTENSION_KEY] = FakeIdentity(config=config, state=state, key=SigningKey())
-    for blueprint in (control.bp, graph.bp, b2c.bp, entra.bp):
+    for blueprint in (control.bp, graph.bp, b2c.bp, b2c_authorize.bp, b2c_token.bp, entra.bp):
         app.register_blueprint(blueprint)
+    app.register_error_handler(Rejected, _rejected)
     return app
+
+
+def _rejected(exc: Rejected) -> Response:
+    return exc.response
 
 
 class FakeIdentityServer(HttpsThread):

@@ -1,4 +1,4 @@
-"""Mutable state of one fake identity server: users, grants, failure knobs and call counters.
+"""Mutable state of one fake identity server: users, sign-in codes, failure knobs and call counters.
 
 Werkzeug serves each request on its own thread, so every access goes through one lock.
 """
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 USER_KINDS = ("local_with_emails_claim", "local", "social")
+SOCIAL_IDP = "google.com"  # where "social" users sign in: the ID token's idp, Graph's identity issuer
 ID_TOKEN_DEFECTS = (
     "wrong_aud",
     "wrong_iss",
@@ -37,7 +38,6 @@ COUNTER_NAMES = (
 )
 DEFAULT_ROLES = ["User.Read.All"]
 AUTH_CODE_LIFETIME = 600
-REFRESH_TOKEN_LIFETIME = 14 * 24 * 3600
 
 
 class StateError(ValueError):
@@ -96,18 +96,7 @@ class AuthCode:
     policy: str
     scope: str
     nonce: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
-    auth_time: int
-    issued_at: int = field(default_factory=lambda: int(time.time()))
-
-
-@dataclass
-class RefreshGrant:
-    user_oid: str
-    client_id: str
-    policy: str
-    scope: str
+    code_challenge: str | None  # S256
     auth_time: int
     issued_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -130,7 +119,6 @@ class FakeState:
         self._lock = threading.RLock()
         self._users: dict[str, FakeUser] = {}
         self._codes: dict[str, AuthCode] = {}
-        self._refresh: dict[str, RefreshGrant] = {}
         self._knobs = _default_knobs()
         self._counters: Counter[str] = Counter({name: 0 for name in COUNTER_NAMES})
 
@@ -187,7 +175,7 @@ class FakeState:
         with self._lock:
             return list(self._users.values())
 
-    # --- grants ----------------------------------------------------------------------------
+    # --- codes -----------------------------------------------------------------------------
     def issue_code(self, grant: AuthCode) -> str:
         code = secrets.token_urlsafe(48)
         with self._lock:
@@ -199,19 +187,6 @@ class FakeState:
         with self._lock:
             grant = self._codes.pop(code, None)
         if grant is None or time.time() - grant.issued_at > AUTH_CODE_LIFETIME:
-            return None
-        return grant
-
-    def issue_refresh_token(self, grant: RefreshGrant) -> str:
-        token = secrets.token_urlsafe(64)
-        with self._lock:
-            self._refresh[token] = grant
-        return token
-
-    def refresh_grant(self, token: str) -> RefreshGrant | None:
-        with self._lock:
-            grant = self._refresh.get(token)
-        if grant is None or time.time() - grant.issued_at > REFRESH_TOKEN_LIFETIME:
             return None
         return grant
 

@@ -22,12 +22,17 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_AUDIENCES = (GRAPH_RESOURCE, GRAPH_RESOURCE + "/", GRAPH_APP_ID)
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JOSE and Microsoft's client_info/profile_info use it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def b64url_json(data: dict[str, Any]) -> str:
+    return b64url(json.dumps(data, separators=(",", ":")).encode())
+
+
 def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 class SigningKey:
@@ -38,7 +43,7 @@ class SigningKey:
         numbers = self._private.public_key().public_numbers()
         self._jwk = {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}
         canonical = json.dumps(self._jwk, separators=(",", ":"), sort_keys=True).encode()
-        self.kid = _b64url(hashlib.sha256(canonical).digest())
+        self.kid = b64url(hashlib.sha256(canonical).digest())
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
@@ -64,9 +69,7 @@ class SigningKey:
 
 def unsigned_jwt(claims: dict[str, Any]) -> str:
     """An `alg: none` token: the classic attack a verifier must reject."""
-    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    payload = _b64url(json.dumps(claims).encode())
-    return f"{header}.{payload}."
+    return f"{b64url_json({'alg': 'none', 'typ': 'JWT'})}.{b64url_json(claims)}."
 
 
 def b2c_id_token_claims(
@@ -145,7 +148,7 @@ def app_only_access_token_claims(
         "oid": service_principal,
         "sub": service_principal,
         "tid": tenant_id,
-        "uti": _b64url(secrets.token_bytes(16)),
+        "uti": b64url(secrets.token_bytes(16)),
         "ver": "1.0",
     }
     if roles:  # Entra omits the claim entirely when no application permission is granted

@@ -1,5 +1,6 @@
 """B2C user flows through the real MSAL: metadata, the sign-in page, code redemption,
-B2C error codes, and ID tokens that are (or, on request, are not) valid."""
+B2C error codes, and ID tokens that are (or, on request, are not) valid. Only what the app's
+MSAL auth-code flow uses is served; the rest of B2C is refused, saying so."""
 
 from __future__ import annotations
 
@@ -27,6 +28,17 @@ def authority(fake: FakeIdentityServer, policy: str = SIGNUP_SIGNIN) -> str:
 
 def metadata_url(fake: FakeIdentityServer, policy: str = SIGNUP_SIGNIN) -> str:
     return f"{authority(fake, policy)}/v2.0/.well-known/openid-configuration"
+
+
+def authorize_query(fake: FakeIdentityServer, **change: str) -> dict[str, str]:
+    """A minimal authorize request by hand (no PKCE, no nonce), with `change` applied."""
+    return {
+        "client_id": fake.config.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid",
+        **change,
+    }
 
 
 def signed_in(
@@ -188,9 +200,10 @@ def test_token_endpoint_checks_client_secret(fake: FakeIdentityServer) -> None:
     assert response.json()["error_description"].startswith("AADB2C90081: ")
 
 
-def test_refresh_token_grant_issues_a_new_id_token(
+def test_refresh_token_grant_is_refused_saying_so(
     fake: FakeIdentityServer, control: FakeIdentityClient, user: User
 ) -> None:
+    """B2C has the grant; the app never uses it (it discards MSAL's cache after sign-in)."""
     first = signed_in(fake, control, user)
     cfg = fake.config
     response = requests.post(
@@ -198,33 +211,39 @@ def test_refresh_token_grant_issues_a_new_id_token(
         data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
         auth=(cfg.client_id, cfg.client_secret),
     )
-    assert response.status_code == 200
-    claims = verify_jwt(response.json()["id_token"], metadata_url=metadata_url(fake), audience=cfg.client_id)
-    assert claims["oid"] == user.oid and "nonce" not in claims
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "unsupported_grant_type"
+    assert body["error_description"].startswith("AADB2C90086: The supplied grant_type [refresh_token]")
+    assert "This fake redeems authorization codes only" in body["error_description"]
 
 
-def test_api_scope_gets_an_access_token(
-    fake: FakeIdentityServer, control: FakeIdentityClient, user: User
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"scope": "openid offline_access {client_id}"}, "AADB2C90117"),
+        ({"scope": "openid https://contoso.onmicrosoft.com/api/read"}, "AADB2C90117"),
+        ({"response_mode": "fragment"}, "AADB2C90014"),
+        ({"response_mode": "form_post"}, "AADB2C90014"),
+        ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "AADB2C90184"),
+        ({"code_challenge": "x" * 43}, "AADB2C90184"),  # no method means plain
+    ],
+    ids=["client-id-scope", "api-scope", "fragment", "form_post", "plain-pkce", "pkce-default"],
+)
+def test_what_the_app_never_sends_is_refused_saying_so(
+    fake: FakeIdentityServer, change: dict[str, str], code: str
 ) -> None:
-    app = b2c_app(fake)
-    flow = app.initiate_auth_code_flow(scopes=[fake.config.client_id], redirect_uri=REDIRECT_URI)
-    result = app.acquire_token_by_auth_code_flow(
-        flow, control.sign_in(flow["auth_uri"], user.email, user.password)
-    )
-    assert result["expires_in"] == fake.config.access_token_lifetime
-    access = verify_jwt(
-        result["access_token"], metadata_url=metadata_url(fake), audience=fake.config.client_id
-    )
-    assert access["oid"] == user.oid
-
-
-def test_form_post_response_mode(fake: FakeIdentityServer, control: FakeIdentityClient, user: User) -> None:
-    app = b2c_app(fake)
-    flow = app.initiate_auth_code_flow(scopes=[], redirect_uri=REDIRECT_URI, response_mode="form_post")
-    outcome = control.submit_authorize(flow["auth_uri"], email=user.email, password=user.password)
-    assert outcome.status_code == 200 and outcome.location == REDIRECT_URI
-    result = app.acquire_token_by_auth_code_flow(flow, outcome.params)
-    assert result["id_token_claims"]["oid"] == user.oid
+    """Real B2C serves these; the fake does not imitate them, and its answer says so."""
+    change = {k: v.format(client_id=fake.config.client_id) for k, v in change.items()}
+    query = authorize_query(fake, state="s1", **change)
+    response = requests.get(f"{authority(fake)}/oauth2/v2.0/authorize", params=query, allow_redirects=False)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert not location.fragment
+    sent = parse_qs(location.query)
+    assert sent["state"] == ["s1"]
+    assert sent["error_description"][0].startswith(f"{code}: ")
+    assert "This fake" in sent["error_description"][0]
 
 
 # --- the page: errors, sign-up, other user flows --------------------------------------------------
@@ -331,27 +350,15 @@ def test_other_user_flows_complete_like_sign_in(
 def test_untrusted_client_or_redirect_uri_gets_an_error_page(
     fake: FakeIdentityServer, change: dict[str, str], code: str
 ) -> None:
-    query = {
-        "client_id": fake.config.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid",
-        **change,
-    }
-    response = requests.get(f"{authority(fake)}/oauth2/v2.0/authorize", params=query)
+    response = requests.get(
+        f"{authority(fake)}/oauth2/v2.0/authorize", params=authorize_query(fake, **change)
+    )
     assert response.status_code == 400
     assert code in response.text
 
 
 def test_request_errors_go_back_to_the_app(fake: FakeIdentityServer) -> None:
-    query = {
-        "client_id": fake.config.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid",
-        "state": "s1",
-        "prompt": "none",
-    }
+    query = authorize_query(fake, state="s1", prompt="none")
     response = requests.get(f"{authority(fake)}/oauth2/v2.0/authorize", params=query, allow_redirects=False)
     assert response.status_code == 302
     sent = parse_qs(urlsplit(response.headers["Location"]).query)
@@ -415,16 +422,9 @@ def test_every_defect_is_covered() -> None:
 def test_raw_flow_without_msal(fake: FakeIdentityServer, control: FakeIdentityClient, user: User) -> None:
     """The protocol by hand (what a non-MSAL client sends), including a plain JSON response."""
     verifier, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(8)
-    query = {
-        "client_id": fake.config.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid",
-        "state": "abc",
-        "nonce": nonce,
-        "code_challenge": _s256(verifier),
-        "code_challenge_method": "S256",
-    }
+    query = authorize_query(
+        fake, state="abc", nonce=nonce, code_challenge=_s256(verifier), code_challenge_method="S256"
+    )
     auth_uri = f"{authority(fake)}/oauth2/v2.0/authorize?{urlencode(query)}"
     params = control.sign_in(auth_uri, user.email, user.password)
     cfg = fake.config
