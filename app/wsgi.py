@@ -4,8 +4,8 @@ When the app answers before reading the body (413 for an upload over MAX_UPLOAD_
 signed-out upload, a CSRF refusal), closing the connection with unread data makes the kernel
 send a TCP reset, and a client still sending usually loses the answer with it. So the answer
 goes first, then up to `limit` bytes of the rest are read and thrown away, for at most
-`seconds`; a client that sends more than that is cut off (the socket is shut down), so nobody
-can make the server read without end.
+`seconds`, and the connection is closed; a client that sends more than that is cut off, so
+nobody can make the server read without end.
 """
 
 from __future__ import annotations
@@ -104,15 +104,19 @@ class DrainUnreadBody:
                 with contextlib.suppress(OSError):
                     sock.settimeout(previous_timeout)
         discarded = self.limit - budget
-        if not finished and sock is not None:
+        if finished:
+            log.info("discarded %d unread bytes of a request body: connection closed", discarded)
+        else:
             log.warning(
                 "discarded %d unread bytes of a request body, the most it reads: connection closed",
                 discarded,
             )
+        # Closed either way: the app cannot tell its server's keep-alive to stop (gunicorn drops
+        # an app's Connection: close), and a request sent right behind the body, read with its
+        # tail, would wait unseen until the keep-alive timeout.
+        if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        else:
-            log.info("discarded %d unread bytes of a request body", discarded)
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:
