@@ -224,7 +224,7 @@ def throughput(
             note=(
                 f"{'wrk -t1' if load is _wrk else 'Python threads'}, {connections} connections, median of "
                 f"{runs} × {seconds:g} s per URL; gunicorn {workers} workers × threads as in "
-                "app/gunicorn_conf.py; issue 6 sets no target"
+                "app/gunicorn_conf.py; reported, no target: it depends on the machine"
             ),
         )
     ]

@@ -67,7 +67,7 @@ class SuiteRun:
                     "exit code": self._proc.returncode,
                     "result": summary[-1] if summary else output.strip()[-200:],
                 },
-                note="issue 6 sets no target; the suite starts its own services (TEST_SERVICES=auto)",
+                note="reported, no target; the suite starts its own services (TEST_SERVICES=auto)",
             )
         ]
 

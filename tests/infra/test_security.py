@@ -1,4 +1,6 @@
-"""Each security property of the issue, asserted on the inputs the program gives Azure."""
+"""What the deployment guarantees (private, TLS-only storage and database, secrets in Key Vault,
+least-privilege identities, a hardened web app, tags), asserted on the inputs the program gives
+Azure."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
 
@@ -22,17 +23,16 @@ from devstack.stack import identity_env
 from tests.integration.client import AppClient
 from tests.services import IMAGES_CONTAINER, Services
 
-pytestmark = pytest.mark.integration
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this directory is `integration`, for `-m` to select or leave out."""
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
-def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
+def app_env(services: Services, identity: FakeIdentityServer, tls: TlsFiles) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         APP_ENV="production",
@@ -42,35 +42,43 @@ def app_env(services: Services, identity: FakeIdentityServer) -> dict[str, str]:
         AZURE_STORAGE_CONTAINER=IMAGES_CONTAINER,
         EMAIL_CACHE_TTL_SECONDS="3600",
     )
-    env.update(identity_env(identity, identity.bundle_pem))  # type: ignore[attr-defined]
+    env.update(identity_env(identity, tls.bundle_pem))
     return env
 
 
 @pytest.fixture(scope="session")
-def start_app(
+def make_site(
     app_env: dict[str, str], tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Site]]:
-    """Start extra app instances (other settings, more workers), each behind its own front end;
-    all stopped at the end."""
-    started: list[Site] = []
+) -> Callable[..., Site]:
+    """An app instance (other settings, more workers) behind its own front end, not started:
+    `with make_site(...) as site:` keeps it for the caller's scope."""
 
-    def start(workers: int = 2, **overrides: str) -> Site:
+    def make(workers: int = 2, **overrides: str) -> Site:
         site = Site(
             env={**app_env, **overrides}, tls=tls, workers=workers, log_dir=tmp_path_factory.mktemp("app")
         )
-        started.append(site.start())
         if site.proxy is None:
             warnings.warn(f"the app is served over {site.front_end}", stacklevel=2)
         return site
 
-    yield start
-    for site in started:
-        site.stop()
+    return make
+
+
+@pytest.fixture
+def start_app(make_site: Callable[..., Site]) -> Iterator[Callable[..., Site]]:
+    """Start app instances for one test; they stop when it ends."""
+    with ExitStack() as started:
+
+        def start(workers: int = 2, **overrides: str) -> Site:
+            return started.enter_context(make_site(workers, **overrides))
+
+        yield start
 
 
 @pytest.fixture(scope="session")
-def app_server(start_app: Callable[..., Site]) -> Site:
-    return start_app()
+def app_server(make_site: Callable[..., Site]) -> Iterator[Site]:
+    with make_site() as site:
+        yield site
 
 
 @pytest.fixture(scope="session")

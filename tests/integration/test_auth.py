@@ -93,7 +93,7 @@ def test_a_tampered_session_cookie_is_refused(signed_in: AppClient):
     assert signed_in.get("/api/me").status_code == 401
 
 
-def test_sign_up_on_the_page_then_sign_in(client: AppClient, identity):
+def test_sign_up_on_the_page_then_sign_in(client: AppClient):
     email = f"new.{uuid.uuid4().hex[:8]}@example.com"
     params = client.fake.sign_up(
         client.start_login(), name="New Person", email=email, password="Correct-Horse-1", kind="local"

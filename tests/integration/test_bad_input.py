@@ -116,19 +116,44 @@ def test_not_multipart(uploader: AppClient):
     assert_refused(response, 415, "unsupported_media_type")
 
 
-def test_malformed_multipart(uploader: AppClient):
+PART = b'Content-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param(
+            "multipart/form-data; boundary=xyz", b"--xyz\r\n" + PART + PNG, id="no-closing-boundary"
+        ),
+        pytest.param("multipart/form-data; boundary=xyz", b"--xyz\r\n" + PART[:40], id="headers-cut-short"),
+        pytest.param(
+            "multipart/form-data; boundary=xyz",
+            b"--abc\r\n" + PART + PNG + b"\r\n--abc--\r\n",
+            id="other-boundary",
+        ),
+        pytest.param("multipart/form-data", b"--xyz\r\n" + PART + PNG + b"\r\n--xyz--\r\n", id="no-boundary"),
+        pytest.param(
+            "multipart/form-data; boundary=xyz",
+            b"--xyz\r\nContent-Type: image/png\r\n\r\n" + PNG + b"\r\n--xyz--\r\n",
+            id="no-content-disposition",
+        ),
+        pytest.param("multipart/form-data; boundary=xyz", b"", id="empty-body"),
+    ],
+)
+def test_malformed_multipart(uploader: AppClient, content_type, body):
+    """A body the multipart parser cannot read yields no file: 400 asking for one, nothing stored."""
     response = uploader.request(
         "POST",
         "/photos",
-        data=b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc',
+        data=body,
         headers={
-            "Content-Type": "multipart/form-data; boundary=xyz",
+            "Content-Type": content_type,
             "X-CSRFToken": uploader.csrf_token(),
             "Accept": "application/json",
         },
     )
-    assert 400 <= response.status_code < 500
-    assert response.json()["error"]
+    assert_refused(response, 400, "bad_request")
+    assert response.json()["message"] == "Attach one or more images in the form field 'file'."
 
 
 def test_too_many_files(uploader: AppClient):

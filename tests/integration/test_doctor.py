@@ -97,7 +97,7 @@ def test_wrong_tenant_names_the_main_directory_mix_up(doctor_env, fake: FakeIden
     assert fake.counters()["graph"] == 0
 
 
-def test_unknown_tenant(doctor_env, identity):
+def test_unknown_tenant(doctor_env):
     tenant = str(uuid.uuid4())
     result = run_doctor({**doctor_env, "AZURE_AD_B2C_TENANT_ID": tenant})
     assert result.returncode == 1

@@ -81,7 +81,7 @@ def test_graph_throttling_past_the_budget_is_a_clear_503(client: AppClient, make
     assert client.upload(("a.png", make_image("PNG"), "image/png")).status_code == 201
 
 
-def test_main_tenant_id_instead_of_the_b2c_one_is_named(start_app, client_factory, make_user, fake, identity):
+def test_main_tenant_id_instead_of_the_b2c_one_is_named(start_app, client_factory, make_user, identity):
     """The source article's mistake: the app-only token asked from the company's main tenant."""
     wrong = start_app(AZURE_AD_B2C_TENANT_ID=identity.config.main_tenant_id)
     client = client_factory(wrong)
@@ -109,7 +109,7 @@ def test_unknown_tenant_is_named(start_app, client_factory, make_user):
     assert response.json()["error"] == "unknown_tenant"
 
 
-def test_expired_secret_is_named(client: AppClient, make_user, fake, start_app, client_factory):
+def test_expired_secret_is_named(make_user, fake, start_app, client_factory):
     fresh = start_app()  # its own process: no token cached yet
     c = client_factory(fresh)
     c.sign_in(make_user("local"))

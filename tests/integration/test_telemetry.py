@@ -31,16 +31,16 @@ def ingestion(identity: FakeIdentityServer) -> Iterator[FakeIngestion]:
 
 
 @pytest.fixture(scope="module")
-def site(start_app: Callable[..., Any], ingestion: FakeIngestion) -> Iterator[Any]:
-    site = start_app(
+def site(make_site: Callable[..., Any], ingestion: FakeIngestion) -> Iterator[Any]:
+    """Stopped before `ingestion`, which still answers its last flush."""
+    with make_site(
         workers=1,
         APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string(str(uuid.uuid4())),
         # Batches leave every 200 ms instead of every 5 s (spans) and 5 s (logs).
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_BLRP_SCHEDULE_DELAY="200",
-    )
-    yield site
-    site.stop()  # while the ingestion endpoint still answers its last flush
+    ) as site:
+        yield site
 
 
 def base(envelope: dict) -> dict:
@@ -237,4 +237,3 @@ def test_an_unexpected_error_arrives_as_an_exception(
     envelopes = ingestion.wait_for(arrived, timeout=20)
     assert arrived(envelopes), f"received only:\n{summary(envelopes)}"
     assert failed(envelopes)[0]["success"] is False
-    site.stop()

@@ -115,13 +115,14 @@ def test_an_insane_id_is_refused(app, output, insane):
 def test_an_insane_front_end_id_falls_back_to_a_sane_client_id(app, output):
     response = app.test_client().get("/work", headers={"X-ARR-LOG-ID": "bad id", "X-Request-ID": "good-id"})
     assert response.headers["X-Request-ID"] == "good-id"
+    assert lines(output)[0]["request_id"] == "good-id"
 
 
 def test_the_longest_sane_id_is_kept(app, output):
     longest = "x" * 128
-    assert (
-        app.test_client().get("/work", headers={"X-Request-ID": longest}).headers["X-Request-ID"] == longest
-    )
+    response = app.test_client().get("/work", headers={"X-Request-ID": longest})
+    assert response.headers["X-Request-ID"] == longest
+    assert lines(output)[0]["request_id"] == longest
 
 
 def test_an_exception_is_logged_with_its_traceback_and_request_id(app, output):
