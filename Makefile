@@ -20,7 +20,7 @@ test: deps system-packages
 lint: deps
 	$(VENV)/bin/ruff check app infra devstack bench tests
 	$(VENV)/bin/ruff format --check app infra devstack bench tests
-	$(VENV)/bin/mypy app infra
+	$(VENV)/bin/mypy app infra devstack bench tests
 
 format: deps
 	$(VENV)/bin/ruff format app infra devstack bench tests

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tests.stop()
     figures = _order(figures)
-    meta = {
+    meta: dict[str, Any] = {
         "mode": "quick" if plan.quick else "full",
         "started_at": when,
         "duration_s": round(time.perf_counter() - started, 1),

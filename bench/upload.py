@@ -3,11 +3,13 @@ sent straight to Blob Storage) and in worker memory (against the naive `file.rea
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from azure.storage.blob import BlobServiceClient
@@ -38,7 +40,7 @@ def _timed_app_upload(browser: Browser, path: Path) -> float:
     return elapsed
 
 
-def _timed_direct_upload(service: BlobServiceClient, container: str, data: bytes, **options: int) -> float:
+def _timed_direct_upload(service: BlobServiceClient, container: str, data: bytes, **options: Any) -> float:
     blob = service.get_blob_client(container, f"bench-direct/{uuid.uuid4()}.jpg")
     started = time.perf_counter()
     blob.upload_blob(data, **options)
@@ -143,7 +145,7 @@ def memory(
     figures: list[Figure] = []
     for label, path in (("small", small), ("large", large)):
         size_mb = path.stat().st_size / 1e6
-        peak, seconds = _upload_peak(app_pid, lambda p=path: app_upload(p))
+        peak, seconds = _upload_peak(app_pid, functools.partial(app_upload, path))
         beside: dict[str, float | str] = {"upload s": seconds, "warm worker RSS MB": app_base / 1024}
         if path is large:
             beside.update(

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("starting PostgreSQL, Azurite" + ("" if real_b2c else " and the fake B2C/Graph server") + "…")
         stack.start()
-        env = stack.app_env(**real_b2c)
+        env = stack.app_env(None, **real_b2c)
         app = AppServer(env=env, port=args.port, log_dir=stack.base_dir).start()
         url = f"http://localhost:{args.port}"
         print()

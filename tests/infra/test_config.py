@@ -31,7 +31,7 @@ def test_nothing_is_declared_when_the_check_fails(deploy) -> None:
     recorded: list = []
     original = conftest.RecordingMocks.new_resource
 
-    def spy(self, args):  # type: ignore[no-untyped-def]
+    def spy(self, args):
         recorded.append(args.typ)
         return original(self, args)
 

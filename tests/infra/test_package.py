@@ -63,10 +63,14 @@ def test_package_holds_the_app_and_linux_dependencies(repo: Path) -> None:
     )
     assert isinstance(built.archive, pulumi.AssetArchive)
     assert set(built.archive.assets) == {"app", DEPENDENCY_DIR}
-    staged = Path(built.archive.assets["app"].path)
+    app_archive = built.archive.assets["app"]
+    assert isinstance(app_archive, pulumi.FileArchive)
+    staged = Path(app_archive.path)
     assert (staged / "__init__.py").exists() and (staged / "templates" / "index.html").exists()
     assert not (staged / "__pycache__").exists()
-    deps = Path(built.archive.assets[DEPENDENCY_DIR].path)
+    deps_archive = built.archive.assets[DEPENDENCY_DIR]
+    assert isinstance(deps_archive, pulumi.FileArchive)
+    deps = Path(deps_archive.path)
     assert (deps / "flask" / "__init__.py").exists()
     assert not (deps / "bin").exists(), "console scripts point at the build machine's Python"
 

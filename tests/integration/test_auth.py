@@ -89,6 +89,7 @@ def test_logout_ends_the_b2c_session_too(signed_in: AppClient):
 
 def test_a_tampered_session_cookie_is_refused(signed_in: AppClient):
     cookie = next(c for c in signed_in.http.cookies if c.name == "__Host-session")
+    assert cookie.value is not None
     cookie.value = cookie.value[:-3] + ("AAA" if not cookie.value.endswith("AAA") else "BBB")
     assert signed_in.get("/api/me").status_code == 401
 

@@ -59,6 +59,7 @@ def test_migrate_command_names_a_bad_setting(app_env):
 def test_reconcile_removes_only_orphan_blobs(signed_in: AppClient, app_env, services):
     photo = signed_in.upload(("kept.png", make_image("PNG"), "image/png")).json()["photos"][0]
     container = services.images()
+    assert signed_in.user is not None  # the signed_in fixture signed in
     orphan = f"{signed_in.user['oid']}/{uuid.uuid4()}.png"  # a crash between blob and row
     container.upload_blob(orphan, make_image("PNG"))
 

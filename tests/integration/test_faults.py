@@ -44,6 +44,7 @@ def rows_of(services, oid: str) -> set[str]:
 
 
 def test_postgres_down_during_uploads(local_services, signed_in: AppClient, app_env):
+    assert signed_in.user is not None  # the signed_in fixture signed in
     oid = signed_in.user["oid"]
     token = signed_in.csrf_token()
     images = [noisy_png() for _ in range(12)]
@@ -97,6 +98,7 @@ def test_postgres_down_during_uploads(local_services, signed_in: AppClient, app_
 
 
 def test_azurite_down(local_services, signed_in: AppClient):
+    assert signed_in.user is not None  # the signed_in fixture signed in
     oid = signed_in.user["oid"]
     kept = signed_in.upload(("before.png", make_image("PNG"), "image/png")).json()["photos"][0]
     local_services.azurite.stop()

@@ -130,7 +130,7 @@ def small_cap_site(make_site: Callable[..., Site]) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def small_cap_gunicorn_tls(
     app_env: dict[str, str], tls, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[], AppServer]:
+) -> Iterator[Callable[[], AppServer]]:
     """The fallback where no nginx exists: gunicorn terminating TLS itself."""
     servers: list[AppServer] = []
 

@@ -51,6 +51,7 @@ def test_a_large_jpeg_is_stored_byte_for_byte_from_its_staged_blocks(
     blob = requests.get(photo["url"], timeout=30)
     assert hashlib.sha256(blob.content).digest() == hashlib.sha256(large_jpeg).digest()
     assert blob.headers["Content-Type"] == "image/jpeg"
+    assert signed_in.user is not None  # the signed_in fixture signed in
     name = f"{signed_in.user['oid']}/{photo['id']}.jpg"
     committed, _ = container.get_blob_client(name).get_block_list("committed")
     assert len(committed) == -(-len(large_jpeg) // BLOCK_SIZE)
@@ -70,6 +71,7 @@ def test_a_truncated_large_jpeg_is_refused_and_nothing_is_committed(
     response = signed_in.upload(("cut.jpg", large_jpeg[: len(large_jpeg) - 500_000], "image/jpeg"))
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_image"
+    assert signed_in.user is not None  # the signed_in fixture signed in
     assert services.blobs_of(signed_in.user["oid"]) == set()
     assert signed_in.photos()["photos"] == []
 
@@ -80,6 +82,7 @@ def test_a_bad_file_after_a_large_good_one_stores_neither(signed_in: AppClient, 
         ("bad.jpg", large_jpeg[:-500_000], "image/jpeg"),
     )
     assert response.status_code == 400, response.text
+    assert signed_in.user is not None  # the signed_in fixture signed in
     assert services.blobs_of(signed_in.user["oid"]) == set()
     assert signed_in.photos()["photos"] == []
 

@@ -48,6 +48,7 @@ def test_upload_list_download_delete(signed_in: AppClient, services):
             "SELECT owner_oid, owner_email, blob_name FROM photos WHERE id = ANY(%s)",
             ([p["id"] for p in created],),
         ).fetchall()
+    assert signed_in.user is not None  # the signed_in fixture signed in
     assert {(r[0], r[1]) for r in rows} == {(signed_in.user["oid"], signed_in.user["email"])}
     assert all(r[2].startswith(f"{signed_in.user['oid']}/") and "holiday" not in r[2] for r in rows)
 

@@ -34,7 +34,9 @@ def postgres() -> Iterator[Postgres]:
             conn.execute("CREATE ROLE weak LOGIN")
             conn.execute("CREATE ROLE rejected LOGIN")
             conn.execute("CREATE ROLE nologin NOLOGIN")
-            hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+            row = conn.execute("SHOW hba_file").fetchone()
+            assert row is not None  # SHOW always returns one row
+            hba = Path(row[0])
             # First match wins: these lines go before initdb's "trust everyone".
             hba.write_text(
                 "host all pw 127.0.0.1/32 scram-sha-256\n"

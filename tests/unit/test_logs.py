@@ -149,7 +149,7 @@ def test_configuring_again_replaces_only_its_own_handler(output):
     root = logging.getLogger()
     other = logging.Handler()
     seen: list[str] = []
-    other.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    other.emit = lambda record: seen.append(record.getMessage())
     root.addHandler(other)
     try:
         again = io.StringIO()
