@@ -7,6 +7,7 @@ outage) or DatabaseConfigurationError (a role, password, grant or database name 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -24,7 +25,7 @@ from flask import Flask, current_app
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable
+from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable, raised_as_causes
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +96,9 @@ def database_error(exc: psycopg.Error) -> ServiceError | None:
     return None
 
 
-@contextmanager
-def _as_causes() -> Iterator[None]:
+def _as_causes() -> contextlib.AbstractContextManager[None]:
     """Raise psycopg's errors as what they mean (see `database_error`)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        cause = database_error(exc)
-        if cause is None:
-            raise
-        raise cause from exc
+    return raised_as_causes(psycopg.Error, database_error)
 
 
 @dataclass(frozen=True)

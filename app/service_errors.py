@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar, TypeVar
 
 
 class ServiceError(Exception):
@@ -42,3 +43,19 @@ class ServiceUnavailable(ServiceError):
 class ConfigurationError(ServiceError):
     """The service answered and refused the app as configured: someone has to fix a setting,
     a role or a grant."""
+
+
+E = TypeVar("E", bound=Exception)
+
+
+@contextlib.contextmanager
+def raised_as_causes(library_error: type[E], classify: Callable[[E], ServiceError | None]) -> Iterator[None]:
+    """Re-raise a client library's errors as what they mean (`classify`); an error it does not
+    recognise (a bug, not the service's state) passes unchanged."""
+    try:
+        yield
+    except library_error as exc:
+        cause = classify(exc)
+        if cause is None:
+            raise
+        raise cause from exc

@@ -42,7 +42,7 @@ from azure.storage.blob import (
 )
 from flask import Flask, current_app
 
-from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable
+from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable, raised_as_causes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,17 +171,13 @@ class BlobStore:
         parts = urlsplit(self.client.url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
+    def errors(self) -> contextlib.AbstractContextManager[None]:
         """Raise the SDK's errors as their causes: StorageUnavailable for an outage,
         StorageConfigurationError for the app's credentials or role (see `storage_error`)."""
-        try:
-            yield
-        except AzureError as exc:
-            cause = storage_error(exc, account_key=self._account_key is not None)
-            if cause is None:
-                raise
-            raise cause from exc
+        return raised_as_causes(
+            AzureError,
+            lambda exc: storage_error(exc, account_key=self._account_key is not None),
+        )
 
     def ensure_container(self) -> None:
         with self.errors(), contextlib.suppress(ResourceExistsError):

@@ -93,7 +93,7 @@ def test_a_cross_origin_delete_is_403(signed_in: AppClient):
     [
         (True, None, "csrf_token_missing"),
         (True, "forged", "csrf_token_invalid"),
-        (False, "forged", "csrf_session_missing"),  # no page ever gave this session a token
+        (False, "forged", "csrf_session_missing"),  # a session no page was rendered for has no token
     ],
 )
 def test_token_refusals_name_their_reason(signed_in: AppClient, app_server: Site, page_seen, token, code):
