@@ -1,31 +1,51 @@
 """photoshare: sign in with Azure AD B2C, upload images to Blob Storage, metadata in PostgreSQL,
 each user's email through Microsoft Graph.
 
-Run with `gunicorn 'app:create_app()'`.
+Run with `gunicorn -c python:app.gunicorn_conf 'app:create_app()'` (its master applies the
+schema before the workers start); `flask --app app routes` needs no service running.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from flask import Flask, g, request
+from flask.cli import NoAppException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import csrf, errors, logs, telemetry
-from app.auth import B2CClient
+from app.auth import IdentityClient
 from app.db import Database
 from app.graph import GraphClient
-from app.settings import Settings
-from app.storage import BlobStore, StorageConfigurationError, StorageUnavailable
+from app.settings import Settings, SettingsError
+from app.storage import BlobStore
 from app.wsgi import DrainUnreadBody
 
-log = logging.getLogger(__name__)
+
+class InvalidSettings(SettingsError, NoAppException):
+    """A SettingsError that Flask's CLI (`flask --app app routes`) prints as a message, not a
+    traceback."""
+
+    def __init__(self, message: str) -> None:
+        NoAppException.__init__(self, message)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app from validated settings (the environment when none are given)."""
-    settings = settings or Settings.from_env()
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    blobs: BlobStore | None = None,
+    graph: GraphClient | None = None,
+    identity: IdentityClient | None = None,
+) -> Flask:
+    """Build the app from validated settings (the environment when none are given) and its
+    clients (each built from the settings when not given). Nothing connects here: the database
+    and the blob container are reached on first use, Graph and B2C on the first call."""
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            raise InvalidSettings(str(exc)) from exc
     logs.configure_logging()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -53,22 +73,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.init_app(app)
     telemetry.init_app(app, settings)
 
-    db = Database(url=settings.database_url)
+    db = db or Database(url=settings.database_url)
     db.init_app(app)
-    db.migrate_at_start()  # a missing role or grant is reported by /readyz, not a crash loop
-    db.open()
-
-    blobs = BlobStore.from_settings(settings)
+    blobs = blobs or BlobStore.from_settings(settings)
     blobs.init_app(app)
-    try:
-        blobs.ensure_container()
-    except StorageUnavailable as exc:
-        log.warning("blob container not checked at start: %s", exc)
-    except StorageConfigurationError as exc:
-        log.error("configuration error: %s", exc)
-
-    app.extensions["graph"] = GraphClient.from_settings(settings)
-    B2CClient.from_settings(settings).init_app(app)
+    (graph or GraphClient.from_settings(settings.identity)).init_app(app)
+    (identity or IdentityClient.from_settings(settings.identity)).init_app(app)
 
     csrf.init_app(app)
     errors.init_app(app)

@@ -1,4 +1,4 @@
-"""Sign-in with Azure AD B2C user flows.
+"""Sign-in with Azure AD B2C user flows or Microsoft Entra External ID.
 
 MSAL runs the auth-code flow (PKCE, state, nonce). Since MSAL 1.38 no longer validates ID
 tokens, this module checks the signature against the user flow's JWKS and the `iss`, `aud`,
@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -34,7 +34,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from app.settings import Settings, get_settings
+from app.identity_errors import ADMIN, Diagnosis, diagnose
+from app.settings import B2C_DIRECTORY, Authority, Directory, IdentitySettings, is_guid
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +51,24 @@ class SignInError(Exception):
     """The sign-in response was refused; the message is safe to show."""
 
 
-class B2CClient:
-    """User-flow metadata, JWKS and MSAL apps, one per policy, fetched on first use and cached."""
+class IdentityClient:
+    """The sign-in authorities (one per user flow): metadata, JWKS and an MSAL app each,
+    fetched on first use and cached."""
 
     def __init__(
         self,
         *,
-        tenant_name: str,
         client_id: str,
         client_secret: str,
-        authority_host: str,
+        authorities: Mapping[str, Authority],
+        directory: Directory = B2C_DIRECTORY,
         timeout: float = 10.0,
         leeway: int = 60,
     ) -> None:
         self.client_id = client_id
+        self.directory = directory
         self._client_secret = client_secret
-        self.authority_base = f"{authority_host}/{tenant_name}.onmicrosoft.com"
+        self.authorities = dict(authorities)  # "sign_in", "password_reset", "profile_edit"
         self.timeout = timeout
         self.leeway = leeway
         self.http = requests.Session()
@@ -75,41 +78,71 @@ class B2CClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> B2CClient:
+    def from_settings(cls, settings: IdentitySettings, *, timeout: float = 10.0) -> IdentityClient:
         return cls(
-            tenant_name=settings.b2c_tenant_name,
             client_id=settings.client_id,
             client_secret=settings.client_secret,
-            authority_host=settings.b2c_authority_host,
+            authorities=settings.authorities,
+            directory=settings.directory,
+            timeout=timeout,
         )
 
-    def authority(self, policy: str) -> str:
-        return f"{self.authority_base}/{policy}"
-
-    def app(self, policy: str) -> msal.ConfidentialClientApplication:
+    def app(self, flow: str) -> msal.ConfidentialClientApplication:
         with self._lock:
-            if policy not in self._apps:
-                self._apps[policy] = msal.ConfidentialClientApplication(
+            if flow not in self._apps:
+                authority = self.authorities[flow]
+                # External ID: `oidc_authority` makes MSAL read `{authority}/.well-known/
+                # openid-configuration` as given, for ciamlogin.com, a custom domain or the fake.
+                where = {"oidc_authority" if authority.oidc else "authority": authority.url}
+                self._apps[flow] = msal.ConfidentialClientApplication(
                     self.client_id,
                     client_credential=self._client_secret,
-                    authority=self.authority(policy),
                     instance_discovery=False,  # custom domains and the fake are not Microsoft's
                     timeout=self.timeout,
+                    **where,
                 )
-            return self._apps[policy]
+            return self._apps[flow]
 
-    def metadata(self, policy: str) -> dict[str, Any]:
-        key = policy.lower()
-        if key not in self._metadata:
-            url = f"{self.authority(policy)}/v2.0/.well-known/openid-configuration"
+    def metadata(self, flow: str) -> dict[str, Any]:
+        """The flow's OpenID metadata; raises requests' errors (HTTPError for a non-200)."""
+        if flow not in self._metadata:
+            response = self.http.get(self.authorities[flow].metadata_url, timeout=self.timeout)
+            response.raise_for_status()
+            self._metadata[flow] = response.json()
+        return self._metadata[flow]
+
+    def tenant_by_name(self, flow: str) -> str | None:
+        """The tenant id the authority's tenant *name* resolves to, from its metadata's issuer;
+        None when it cannot be told (B2C, or the name is unknown too)."""
+        url = self.authorities[flow].discovery_url
+        if url is None:
+            return None
+        try:
             response = self.http.get(url, timeout=self.timeout)
             response.raise_for_status()
-            self._metadata[key] = response.json()
-        return self._metadata[key]
+            return issuer_tenant(str(response.json()["issuer"]))
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
 
-    def _signing_key(self, policy: str, kid: str | None) -> jwt.PyJWK:
+    def wrong_tenant(self, flow: str) -> Diagnosis | None:
+        """The classic mistake on the sign-in side: the configured tenant id is not the id of
+        the tenant named by the authority (MSAL's own error hides the service's answer)."""
+        authority = self.authorities[flow]
+        named = self.tenant_by_name(flow)
+        if named is None or named == authority.tenant_id:
+            return None
+        return diagnose(
+            "issuer_tenant",
+            self.directory,
+            known_tenant=named,
+            source=f"the {authority.name} tenant's metadata",
+            issuer_tenant=named,
+            tenant_id=authority.tenant_id,
+        )
+
+    def _signing_key(self, flow: str, kid: str | None) -> jwt.PyJWK:
         """The JWKS key named by `kid`; the set is fetched again (at most once a minute) on a miss."""
-        jwks_uri = self.metadata(policy)["jwks_uri"]
+        jwks_uri = self.metadata(flow)["jwks_uri"]
         for attempt in range(2):
             fetched_at, keys = self._jwks.get(jwks_uri, (0.0, None))
             if keys is None or (attempt and time.monotonic() - fetched_at > 60):
@@ -122,19 +155,20 @@ class B2CClient:
                     return key
         raise SignInError("The ID token is signed with an unknown key.")
 
-    def validate_id_token(self, id_token: str, *, policy: str, nonce: str) -> dict[str, Any]:
-        """Check signature, issuer, audience, lifetime and nonce; return the claims."""
+    def validate_id_token(self, id_token: str, *, flow: str, nonce: str) -> dict[str, Any]:
+        """Check signature, issuer, audience, lifetime, nonce and (External ID) the tenant;
+        return the claims."""
         try:
             header = jwt.get_unverified_header(id_token)
             if header.get("alg") != "RS256":
                 raise SignInError("The ID token is not signed with RS256.")
-            key = self._signing_key(policy, header.get("kid"))
+            key = self._signing_key(flow, header.get("kid"))
             claims: dict[str, Any] = jwt.decode(
                 id_token,
                 key=key,
                 algorithms=["RS256"],
                 audience=self.client_id,
-                issuer=self.metadata(policy)["issuer"],
+                issuer=self.metadata(flow)["issuer"],
                 leeway=self.leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "nonce"]},
             )
@@ -142,18 +176,47 @@ class B2CClient:
             raise SignInError(f"The ID token was refused: {exc}.") from None
         if claims["nonce"] != hashlib.sha256(nonce.encode("ascii")).hexdigest():
             raise SignInError("The ID token's nonce does not match this sign-in.")
+        authority = self.authorities[flow]
+        if authority.tenant_id is not None:
+            if str(claims.get("tid", "")).lower() != authority.tenant_id:
+                raise SignInError(
+                    f"The ID token's tenant (tid) is {claims.get('tid')!r}, not the external tenant."
+                )
+            if not claims.get("oid"):  # `sub` is pairwise there: never the user's object id
+                raise SignInError("The ID token has no oid claim.")
         if not claims.get("oid") and not claims.get("sub"):
             raise SignInError("The ID token names no user.")
         return claims
 
+    def signed_in_user(self, claims: dict[str, Any], *, flow: str) -> dict[str, Any]:
+        """What the session keeps of a validated ID token: object id, name, email if claimed."""
+        email = claims.get(self.authorities[flow].email_claim)
+        if isinstance(email, list):  # B2C's `emails`
+            email = email[0] if email else None
+        return {
+            "oid": claims.get("oid") or claims["sub"],
+            "name": claims.get("name") or "",
+            "email": str(email) if email else None,
+        }
+
     def init_app(self, app: Flask) -> None:
-        app.extensions["b2c"] = self
+        app.extensions["identity"] = self
         app.before_request(load_user)  # before app.csrf's checks, which read g.user
         app.register_blueprint(bp)
 
+        @app.context_processor
+        def flows() -> dict[str, object]:
+            return {"can_edit_profile": "profile_edit" in self.authorities}
 
-def get_b2c() -> B2CClient:
-    return current_app.extensions["b2c"]
+
+def issuer_tenant(issuer: str) -> str | None:
+    """The tenant GUID in an issuer: B2C's `https://host/{tid}/v2.0/` (or `…/tfp/{tid}/{policy}/
+    v2.0/`), External ID's `https://{tid}.ciamlogin.com/{tid}/v2.0`."""
+    return next((p.lower() for p in urlsplit(issuer).path.split("/") if is_guid(p)), None)
+
+
+def get_identity() -> IdentityClient:
+    return current_app.extensions["identity"]
 
 
 def safe_next(target: str | None) -> str:
@@ -194,53 +257,65 @@ def requires_sign_in(endpoint: str | None) -> bool:
     return bool(getattr(view, "login_required", False))
 
 
-def _start_flow(policy: str, next_url: str) -> Response:
-    b2c = get_b2c()
+def _start_flow(name: str, next_url: str) -> Response:
+    identity = get_identity()
     try:
-        flow = b2c.app(policy).initiate_auth_code_flow(
+        flow = identity.app(name).initiate_auth_code_flow(
             scopes=[], redirect_uri=url_for("auth.callback", _external=True)
         )
     except (ValueError, requests.RequestException) as exc:
-        log.error("cannot start the %s user flow: %s", policy, type(exc).__name__)
+        mistake = identity.wrong_tenant(name)
+        if mistake is not None:
+            log.error("configuration error: %s", mistake.detail)
+            abort(503, description=f"Sign-in is misconfigured. {ADMIN}")
+        log.error("cannot start the %s sign-in: %s", identity.authorities[name].name, type(exc).__name__)
         abort(503, description="The sign-in service is unavailable; try again shortly.")
-    session["auth_flow"] = {"flow": flow, "policy": policy, "next": next_url}
+    session["auth_flow"] = {"flow": flow, "authority": name, "next": next_url}
     return redirect(flow["auth_uri"])
 
 
 @bp.get("/login")
 def login() -> Response:
-    return _start_flow(get_settings().signup_signin_policy, safe_next(request.args.get("next")))
+    return _start_flow("sign_in", safe_next(request.args.get("next")))
 
 
 @bp.get("/reset-password")
 def reset_password() -> Response:
-    return _start_flow(get_settings().password_reset_policy, safe_next(request.args.get("next")))
+    """B2C's reset user flow; External ID resets inside its sign-in page, so that starts."""
+    flow = "password_reset" if "password_reset" in get_identity().authorities else "sign_in"
+    return _start_flow(flow, safe_next(request.args.get("next")))
 
 
 @bp.get("/edit-profile")
 def edit_profile() -> Response:
+    if "profile_edit" not in get_identity().authorities:
+        abort(404)  # External ID has no profile-edit user flow
     if g.user is None:
         return redirect(url_for("auth.login", next="/"))
-    return _start_flow(get_settings().profile_edit_policy, "/")
+    return _start_flow("profile_edit", "/")
 
 
 @bp.get("/callback")
 def callback() -> Response | tuple[str, int]:
     pending = session.pop("auth_flow", None)
     description = request.args.get("error_description", "")
-    if FORGOT_PASSWORD in description:
-        return _start_flow(get_settings().password_reset_policy, pending["next"] if pending else "/")
+    if FORGOT_PASSWORD in description and "password_reset" in get_identity().authorities:
+        return _start_flow("password_reset", pending["next"] if pending else "/")
     if CANCELLED in description:
         return redirect(url_for("views.index"))
-    if not isinstance(pending, dict) or "flow" not in pending:
+    identity = get_identity()
+    if (
+        not isinstance(pending, dict)
+        or "flow" not in pending
+        or pending.get("authority") not in identity.authorities
+    ):
         return _sign_in_failed("This sign-in has expired or was already used. Please sign in again.")
     if request.args.get("error"):
         log.warning("B2C returned %s", request.args.get("error"))
         return _sign_in_failed("The sign-in service returned an error. Please try again.")
-    b2c = get_b2c()
-    flow, policy = pending["flow"], pending["policy"]
+    flow, name = pending["flow"], pending["authority"]
     try:
-        result = b2c.app(policy).acquire_token_by_auth_code_flow(dict(flow), request.args.to_dict())
+        result = identity.app(name).acquire_token_by_auth_code_flow(dict(flow), request.args.to_dict())
     except (ValueError, RuntimeError) as exc:  # MSAL raises these on a state or nonce mismatch
         log.warning("auth code flow refused: %s", type(exc).__name__)
         return _sign_in_failed("The sign-in response did not match this sign-in. Please try again.")
@@ -250,20 +325,15 @@ def callback() -> Response | tuple[str, int]:
         log.warning("token request refused: %s", result.get("error"))
         return _sign_in_failed("The sign-in could not be completed. Please try again.")
     try:
-        claims = b2c.validate_id_token(result["id_token"], policy=policy, nonce=flow["nonce"])
+        claims = identity.validate_id_token(result["id_token"], flow=name, nonce=flow["nonce"])
     except SignInError as exc:
         log.warning("ID token refused: %s", exc)
         return _sign_in_failed("The sign-in response could not be verified. Please try again.")
     except requests.RequestException:
         abort(503, description="The sign-in service is unavailable; try again shortly.")
-    emails = claims.get("emails") or []
     session.clear()
     session.permanent = True
-    session["user"] = {
-        "oid": claims.get("oid") or claims["sub"],
-        "name": claims.get("name") or "",
-        "email": emails[0] if emails else None,
-    }
+    session["user"] = identity.signed_in_user(claims, flow=name)
     return redirect(pending.get("next") or "/")
 
 
@@ -276,7 +346,7 @@ def logout() -> Response:
     session.clear()
     home = url_for("views.index", _external=True)
     try:
-        end_session = get_b2c().metadata(get_settings().signup_signin_policy)["end_session_endpoint"]
+        end_session = get_identity().metadata("sign_in")["end_session_endpoint"]
     except (requests.RequestException, KeyError, ValueError):
         return redirect(home)
     return redirect(f"{end_session}?{urlencode({'post_logout_redirect_uri': home})}")

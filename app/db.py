@@ -117,7 +117,11 @@ class Photo:
 
 
 class Database:
-    """The app's PostgreSQL access; bound to Flask with `init_app`."""
+    """The app's PostgreSQL access; bound to Flask with `init_app`.
+
+    Nothing connects until the first `connection()`: that opens the pool and checks the schema
+    once (see `_require_schema`), so building the app needs no database.
+    """
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class Database:
         migration_retry_seconds: float = 5.0,
     ) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -142,17 +147,26 @@ class Database:
             open=False,
             name="photoshare",
         )
-        # Why the schema could not be applied at start, while that lasts (see migrate_at_start).
-        self._unmigrated: DatabaseConfigurationError | None = None
-        self._migration_retry = migration_retry_seconds  # how often a deferred migration is retried
-        self._migration_tried_at = 0.0
-        self._migration_lock = threading.Lock()
+        self._opened = False
+        self._open_lock = threading.Lock()
+        # Whether the schema was found current; until it is, why not (an outage or the
+        # configuration) and when that was last tried, so a retry comes at most every few seconds.
+        self._schema_current = False
+        self._schema_problem: ServiceError | None = None
+        self._schema_tried_at = 0.0
+        self._migration_retry = migration_retry_seconds
+        self._schema_lock = threading.Lock()
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self
 
     def open(self) -> None:
-        self.pool.open(wait=False)
+        """Start filling the pool in the background; the first `connection()` calls it. Once
+        only: a closed pool stays closed."""
+        with self._open_lock:
+            if not self._opened:
+                self.pool.open(wait=False)
+                self._opened = True
 
     def close(self) -> None:
         self.pool.close()
@@ -162,6 +176,8 @@ class Database:
         """A pooled connection; errors come out as DatabaseUnavailable or
         DatabaseConfigurationError. Nothing is served against a schema not yet applied."""
         self._require_schema()
+        if not self._opened:
+            self.open()
         with _as_causes():
             try:
                 with self.pool.connection() as conn:
@@ -183,56 +199,55 @@ class Database:
         holder dies, so a crashed start never leaves a stale lock behind (unlike lock-row
         schemes such as yoyo's). Each migration runs in its own transaction.
         """
-        applied: list[str] = []
         with _as_causes(), psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            try:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-                for version, sql in _migration_files():
-                    if version in done:
-                        continue
-                    with conn.transaction():
-                        conn.execute(sql)  # trusted files shipped with the app
-                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                    log.info("applied migration %s", version)
-                    applied.append(version)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
-        return applied
+            return _apply_migrations(conn)
 
     def migrate_at_start(self) -> None:
-        """`migrate`, except that a configuration error (a missing role, no grants) does not stop
-        the start: it is logged and kept, /readyz and every query report it, and the next use
-        of the database tries again (see `_require_schema`). An outage still stops the start."""
+        """`migrate` for a server's start (gunicorn's master, app/gunicorn_conf.py), which no
+        failure stops: a configuration error (a missing role, no grants) is logged as one, an
+        outage as a warning, and each worker's first use of the database finds the schema
+        still pending and applies it once the cause is gone (see `_require_schema`)."""
         try:
             self.migrate()
         except DatabaseConfigurationError as exc:
             log.error("configuration error: %s (schema not applied; retried once it is fixed)", exc)
-            self._unmigrated = exc
-            self._migration_tried_at = time.monotonic()
+        except DatabaseUnavailable as exc:
+            log.warning("%s (schema not applied at start; applied once the database answers)", exc)
 
     def _require_schema(self) -> None:
-        """Raise why the schema is missing, retrying the migration at most every few seconds."""
-        if self._unmigrated is None:
+        """On first use, find the schema current (one query) or apply what is pending (under
+        `migrate`'s lock); until that succeeds, raise why, trying again at most every
+        `migration_retry_seconds`, and serve nothing."""
+        if self._schema_current:
             return
-        with self._migration_lock:
-            pending = self._unmigrated
-            if pending is None:
+        with self._schema_lock:
+            if self._schema_current:
                 return
-            if time.monotonic() - self._migration_tried_at < self._migration_retry:
-                raise DatabaseConfigurationError(pending.detail, code=pending.code)  # not one shared instance
-            self._migration_tried_at = time.monotonic()
+            kept = self._schema_problem
+            if kept is not None and time.monotonic() - self._schema_tried_at < self._migration_retry:
+                raise type(kept)(kept.detail, code=kept.code)  # not one instance raised in many threads
+            self._schema_tried_at = time.monotonic()
             try:
-                self.migrate()
-            except DatabaseConfigurationError as exc:
-                self._unmigrated = exc
+                with (
+                    _as_causes(),
+                    psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout) as conn,
+                ):
+                    if _pending_migrations(conn):
+                        _apply_migrations(conn)
+            except ServiceError as exc:
+                if kept is None or kept.code != exc.code:
+                    if isinstance(exc, ConfigurationError):
+                        log.error(
+                            "configuration error: %s (schema not applied; retried once it is fixed)", exc
+                        )
+                    else:
+                        log.warning("%s (schema not checked; retried once the database answers)", exc)
+                self._schema_problem = exc
                 raise
-            self._unmigrated = None
-            log.info("schema applied: the database configuration is fixed")
+            if kept is not None:
+                log.info("schema current: the database answers and accepts the app")
+            self._schema_problem = None
+            self._schema_current = True
 
     def ping(self) -> None:
         with self.connection() as conn:
@@ -323,6 +338,38 @@ def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("app") / "migrations"
     files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+def _pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """The shipped migrations `schema_migrations` does not list (all of them before the first)."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except psycopg.errors.UndefinedTable:
+        done = set()
+    return [version for version, _sql in _migration_files() if version not in done]
+
+
+def _apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Apply what is pending, holding the advisory lock; `conn` is in autocommit mode."""
+    applied: list[str] = []
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in _migration_files():
+            if version in done:
+                continue
+            with conn.transaction():
+                conn.execute(sql)  # trusted files shipped with the app
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            log.info("applied migration %s", version)
+            applied.append(version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+    return applied
 
 
 def get_db() -> Database:

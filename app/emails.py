@@ -1,8 +1,10 @@
 """Which email a signed-in user has: the heart of the source article.
 
-1. The ID token's B2C `emails` claim, kept in the session at sign-in: no Graph call.
+1. The ID token's email claim (B2C `emails`, External ID `email`), kept in the session at
+   sign-in: no Graph call.
 2. Else the address stored in PostgreSQL by any instance within the TTL.
-3. Else one Graph call (`mail` → emailAddress identity → `otherMails[0]`), stored for the others.
+3. Else one Graph call (`mail` → email sign-in identity → one-time-passcode identity →
+   `otherMails[0]`), stored for the others.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
-
 from app.db import get_db
-from app.graph import GraphClient
+from app.graph import get_graph
 from app.settings import get_settings
 
 
@@ -32,7 +32,6 @@ def resolve_email(user: dict[str, Any]) -> ResolvedEmail:
     cached = db.cached_email(user["oid"], max_age_seconds=ttl)
     if cached is not None:
         return ResolvedEmail(cached[0], cached[1])
-    graph: GraphClient = current_app.extensions["graph"]
-    email = graph.user_email(user["oid"])
+    email = get_graph().user_email(user["oid"])
     db.store_email(user["oid"], email, "graph")
     return ResolvedEmail(email, "graph")

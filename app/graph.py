@@ -2,25 +2,26 @@
 
 The token comes from `https://{AZURE_AUTHORITY_HOST}/{AZURE_AD_B2C_TENANT_ID}`; asking the
 company's main tenant instead is the classic mistake, and the errors it produces are turned
-into a sentence that says so. MSAL caches the token and reuses it until it nears expiry:
-one token request per process per token lifetime, and none at import or start-up.
+into a sentence that says so (app/identity_errors.py). MSAL caches the token and reuses it
+until it nears expiry: one token request per process per token lifetime, none at start-up.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Self
+from urllib.parse import quote, urlsplit
 
 import msal
 import requests
+from flask import Flask, current_app
 from msal.exceptions import MsalServiceError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from app.settings import Settings
+from app.identity_errors import Diagnosis, diagnose, token_error_code
+from app.settings import B2C_DIRECTORY, Directory, IdentitySettings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class GraphError(Exception):
         status: int = 502,
         retry_after: int | None = None,
         detail: str | None = None,
+        diagnosis: Diagnosis | None = None,
     ):
         super().__init__(detail or message)
         self.code = code
@@ -46,101 +48,43 @@ class GraphError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.detail = detail or message
+        self.diagnosis = diagnosis  # the catalogue's cause and fix, when the error is in it
 
-
-_ADMIN = "An administrator can run `photoshare doctor` to see the fix."
+    @classmethod
+    def diagnosed(cls, diagnosis: Diagnosis, *, status: int = 502) -> Self:
+        return cls(
+            diagnosis.code, diagnosis.shown, status=status, detail=diagnosis.detail, diagnosis=diagnosis
+        )
 
 
 class TokenError(GraphError):
     """The app-only token could not be acquired (usually configuration)."""
 
-    _SHOWN = {
-        "wrong_tenant": "Email lookup is misconfigured: the app asks the wrong directory for its "
-        f"Microsoft Graph token. {_ADMIN}",
-        "unknown_tenant": "Email lookup is misconfigured: the directory the app asks for its "
-        f"Microsoft Graph token does not exist. {_ADMIN}",
-        "invalid_secret": f"Email lookup is misconfigured: the app's client secret was refused. {_ADMIN}",
-        "expired_secret": f"Email lookup is misconfigured: the app's client secret has expired. {_ADMIN}",
-        "token_error": "Email lookup is misconfigured: the app could not get a Microsoft Graph "
-        f"token. {_ADMIN}",
-        "token_endpoint_unavailable": "Email lookup is unavailable: Microsoft's token service does not "
-        "answer. Try again shortly.",
-    }
-
-    def __init__(self, code: str, detail: str, *, status: int = 502) -> None:
-        shown = self._SHOWN.get(code, self._SHOWN["token_error"])
-        super().__init__(code, shown, status=status, detail=detail)
-
-
-class _BoundedRetry(Retry):
-    """urllib3's retry honouring Retry-After, but never sleeping longer than `max_sleep`."""
-
-    max_sleep: float = 10.0
-
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.max_sleep)
-
-
-def translate_token_error(result: dict[str, Any] | str, *, tenant_id: str, client_id: str) -> TokenError:
-    """Turn an AADSTS error into a sentence that names the likely mistake and its fix."""
-    if isinstance(result, dict):
-        description = str(result.get("error_description") or result.get("error") or "")
-        codes = [int(c) for c in result.get("error_codes") or []]
-    else:
-        description = result
-        codes = []
-    codes += [int(c) for c in re.findall(r"AADSTS(\d+)", description)]
-    if "Unable to get authority configuration" in description:
-        codes.append(90002)  # MSAL's wording when tenant discovery answers 400 for the tenant
-    if 700016 in codes:
-        return TokenError(
-            "wrong_tenant",
-            f"AADSTS700016: the app {client_id} is not registered in directory {tenant_id}. "
-            "AZURE_AD_B2C_TENANT_ID is probably your main directory's tenant id: use the B2C "
-            "directory's id (Azure portal → switch to the B2C tenant → Overview → Tenant ID).",
-        )
-    if 90002 in codes:
-        return TokenError(
-            "unknown_tenant",
-            f"AADSTS90002: tenant {tenant_id} does not exist in this cloud. Set "
-            "AZURE_AD_B2C_TENANT_ID to the B2C directory's tenant id (Azure portal → B2C "
-            "tenant → Overview) and check AZURE_AUTHORITY_HOST for sovereign clouds.",
-        )
-    if 7000215 in codes:
-        return TokenError(
-            "invalid_secret",
-            "AADSTS7000215: AZURE_AD_B2C_CLIENT_SECRET is not valid for this app. Use the "
-            "secret's Value (not its Secret ID) from App registrations → Certificates & secrets.",
-        )
-    if 7000222 in codes:
-        return TokenError(
-            "expired_secret",
-            "AADSTS7000222: AZURE_AD_B2C_CLIENT_SECRET has expired. Create a new client secret "
-            "in the B2C tenant's app registration and update the setting.",
-        )
-    first_line = description.splitlines()[0] if description else "no description"
-    return TokenError("token_error", f"Could not get a Graph token: {first_line}")
-
 
 def pick_email(user: dict[str, Any]) -> str | None:
-    """`mail`, else the emailAddress identity (B2C local accounts), else `otherMails[0]`."""
+    """`mail`, else an email sign-in identity, else a one-time-passcode identity, else `otherMails[0]`."""
     return pick_email_with_source(user)[0]
 
 
 def pick_email_with_source(user: dict[str, Any]) -> tuple[str | None, str | None]:
-    """`pick_email` plus the field it came from (`mail`, `identities`, `otherMails`), for diagnostics."""
+    """`pick_email` plus the field it came from, for diagnostics: `mail`; `identities` (an
+    `emailAddress…` sign-in: B2C allows emailAddress1..3); `identities:mail` (a `federated`
+    identity issued by `mail`: External ID's email one-time passcode); `otherMails`."""
     if user.get("mail"):
         return str(user["mail"]), "mail"
-    for identity in user.get("identities") or []:
-        if identity.get("signInType") == "emailAddress" and identity.get("issuerAssignedId"):
+    identities = [i for i in user.get("identities") or [] if i.get("issuerAssignedId")]
+    for identity in identities:
+        if str(identity.get("signInType", "")).startswith("emailAddress"):
             return str(identity["issuerAssignedId"]), "identities"
+    for identity in identities:
+        if identity.get("signInType") == "federated" and identity.get("issuer") == "mail":
+            return str(identity["issuerAssignedId"]), "identities:mail"
     other = user.get("otherMails") or []
     return (str(other[0]), "otherMails") if other else (None, None)
 
 
 class GraphClient:
-    """App-only Graph calls for one B2C directory."""
+    """App-only Graph calls for one identity directory."""
 
     def __init__(
         self,
@@ -148,30 +92,33 @@ class GraphClient:
         tenant_id: str,
         client_id: str,
         client_secret: str,
-        authority_host: str = "https://login.microsoftonline.com",
+        authority: str,
         graph_endpoint: str = "https://graph.microsoft.com",
         scope: str = "https://graph.microsoft.com/.default",
+        directory: Directory = B2C_DIRECTORY,
         timeout: float = 10.0,
         max_retries: int = 3,
-        max_retry_after: float = 10.0,
+        max_retry_after: int = 10,
     ) -> None:
         self.tenant_id = tenant_id
         self.client_id = client_id
         self._client_secret = client_secret
-        self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
-        self.graph_endpoint = graph_endpoint.rstrip("/")
+        self.authority = authority
+        self.authority_host = "{0.scheme}://{0.netloc}".format(urlsplit(authority))
+        self.graph_endpoint = graph_endpoint
         self.scope = scope
+        self.directory = directory
         self.timeout = timeout
-        retry = _BoundedRetry(
+        retry = Retry(
             total=max_retries,
             connect=1,
             backoff_factor=0.5,
             status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=frozenset({"GET"}),
             respect_retry_after_header=True,
+            retry_after_max=max_retry_after,
             raise_on_status=False,
         )
-        retry.max_sleep = max_retry_after
         self.session = requests.Session()
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
@@ -180,18 +127,40 @@ class GraphClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, timeout: float = 10.0, max_retry_after: float = 10.0
+        cls, settings: IdentitySettings, *, timeout: float = 10.0, max_retry_after: int = 10
     ) -> GraphClient:
         return cls(
-            tenant_id=settings.b2c_tenant_id,
+            tenant_id=settings.tenant_id,
             client_id=settings.client_id,
             client_secret=settings.client_secret,
-            authority_host=settings.authority_host,
+            authority=settings.graph_authority,
             graph_endpoint=settings.graph_endpoint,
             scope=settings.graph_scope,
+            directory=settings.directory,
             timeout=timeout,
             max_retry_after=max_retry_after,
         )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["graph"] = self
+
+    def diagnose(self, code: str, **facts: Any) -> Diagnosis:
+        """The catalogue's cause and fix for `code`, with this client's ids filled in."""
+        return diagnose(
+            code,
+            self.directory,
+            client_id=self.client_id,
+            tenant_id=self.tenant_id,
+            authority_host=self.authority_host,
+            graph_authority=self.authority,
+            graph_endpoint=self.graph_endpoint,
+            **facts,
+        )
+
+    def token_error(self, result: dict[str, Any] | str) -> TokenError:
+        """A token endpoint's (or MSAL's) refusal, explained by the catalogue."""
+        code, description = token_error_code(result)
+        return TokenError.diagnosed(self.diagnose(code, description=description))
 
     def _app(self) -> msal.ConfidentialClientApplication:
         # Built on first use: MSAL fetches the tenant's metadata in its constructor.
@@ -211,18 +180,12 @@ class GraphClient:
         try:
             result = self._app().acquire_token_for_client(scopes=[self.scope])
         except ValueError as exc:  # MSAL raises on a 4xx from tenant discovery (unknown tenant)
-            raise translate_token_error(
-                f"{exc} {exc.__context__ or ''}", tenant_id=self.tenant_id, client_id=self.client_id
-            ) from None
+            raise self.token_error(f"{exc} {exc.__context__ or ''}") from None
         except (requests.RequestException, MsalServiceError) as exc:  # unreachable, or 5xx
-            raise TokenError(
-                "token_endpoint_unavailable",
-                f"The token endpoint at {self.authority} is unavailable ({type(exc).__name__}); "
-                "try again shortly.",
-                status=503,
-            ) from None
+            diagnosis = self.diagnose("token_endpoint_unavailable", description=type(exc).__name__)
+            raise TokenError.diagnosed(diagnosis, status=503) from None
         if "access_token" not in result:
-            raise translate_token_error(result, tenant_id=self.tenant_id, client_id=self.client_id)
+            raise self.token_error(result)
         return result
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -256,19 +219,13 @@ class GraphClient:
                 retry_after=int(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         if response.status_code == 404:
-            raise GraphError("user_not_found", "The user does not exist in the B2C directory.", status=404)
+            raise GraphError(
+                "user_not_found", f"The user does not exist in the {self.directory.kind}.", status=404
+            )
         if response.status_code == 403:
-            raise GraphError(
-                "graph_forbidden",
-                "Graph refused: the app registration needs the application permission "
-                "User.Read.All on Microsoft Graph, with admin consent, in the B2C tenant.",
-            )
+            raise GraphError.diagnosed(self.diagnose("graph_forbidden"))
         if response.status_code == 401:
-            raise GraphError(
-                "graph_unauthorized",
-                f"Graph rejected the app-only token ({code}): check that the token comes from "
-                "the B2C tenant (AZURE_AD_B2C_TENANT_ID).",
-            )
+            raise GraphError.diagnosed(self.diagnose("graph_unauthorized", description=code))
         log.warning("graph error %s %s: %s", response.status_code, code, message)
         raise GraphError("graph_error", f"Microsoft Graph answered {response.status_code} {code}.")
 
@@ -277,3 +234,8 @@ class GraphClient:
 
     def user_email(self, oid: str) -> str | None:
         return pick_email(self.user(oid))
+
+
+def get_graph() -> GraphClient:
+    graph: GraphClient = current_app.extensions["graph"]
+    return graph

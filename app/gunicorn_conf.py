@@ -5,10 +5,17 @@ Run as `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
 gthread workers: requests mostly wait on PostgreSQL, Blob Storage and Graph, so a few threads
 per process serve more than more processes would, and memory stays small (B1: 1.75 GB).
 Uploads stream through a spooled file, so a thread never holds a whole image in memory.
+
+The master applies the schema once per instance before any worker starts (`on_starting`).
 """
 
 import multiprocessing
 import os
+from typing import Any
+
+from app import logs
+from app.db import Database
+from app.settings import Settings, SettingsError
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104  # App Service routes to it
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 4)))
@@ -52,3 +59,15 @@ logconfig_dict = {
 # /home, a network share every instance mounts, where a unix socket fails or collides; nobody
 # drives a deployed worker pool by hand, so it stays off.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Apply pending migrations in the master, before the workers fork: once per instance, not
+    once per worker. Never stops the start (`Database.migrate_at_start`): a refused role or an
+    outage is logged, /readyz names it, and the workers apply the schema once it is fixed."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return  # every worker's create_app raises it, naming each setting to fix
+    logs.configure_logging()
+    Database(url=settings.database_url).migrate_at_start()

@@ -99,6 +99,10 @@ def storage_error(exc: AzureError, *, account_key: bool) -> ServiceError | None:
     return None
 
 
+def _container_missing(exc: ResourceNotFoundError) -> bool:
+    return getattr(exc, "error_code", None) == "ContainerNotFound"
+
+
 def _detail(exc: AzureError) -> str:
     """Status, error code and the first line of the service's words (no request ids or XML)."""
     code = getattr(exc, "error_code", None)
@@ -180,12 +184,14 @@ class BlobStore:
         )
 
     def ensure_container(self) -> None:
+        """Create the container unless it exists; `in_container` calls it when a call finds none."""
         with self.errors(), contextlib.suppress(ResourceExistsError):
             self.container.create_container()
 
     def ping(self) -> None:
+        """The container answers, created first if missing: ready means uploads can be stored."""
         with self.errors():
-            self.container.get_container_properties()
+            self.in_container(self.container.get_container_properties)
 
     def upload(self, name: str, data: IO[bytes] | bytes, *, length: int, content_type: str) -> None:
         """Write a new blob; never overwrites (names are server-chosen UUIDs)."""
@@ -210,29 +216,34 @@ class BlobStore:
         background; the blob exists only once the returned `StagedBlob` is committed."""
         return StagedBlob(self, name, source, length)
 
-    def in_container(self, write: Callable[[], T]) -> T:
-        """Run `write`; if the container is missing, create it and run `write` once more.
+    def in_container(self, call: Callable[[], T]) -> T:
+        """Run `call`; if the container is missing, create it and run `call` once more.
 
-        So an emptied storage account (an Azurite restart, a mistaken delete) heals without
-        restarting the app.
+        The container is made on first use, not at start, and an emptied storage account (an
+        Azurite restart, a mistaken delete) heals without restarting the app.
         """
         try:
-            return write()
+            return call()
         except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) != "ContainerNotFound":
+            if not _container_missing(exc):
                 raise
         self.ensure_container()
-        return write()
+        return call()
 
     def delete(self, name: str) -> None:
         with self.errors(), contextlib.suppress(ResourceNotFoundError):
             self.container.delete_blob(name, delete_snapshots="include")
 
     def list_names(self, *, older_than: datetime) -> Iterator[str]:
+        """Names of the blobs older than `older_than`; none while the container does not exist."""
         with self.errors():
-            for blob in self.container.list_blobs():
-                if blob.last_modified and blob.last_modified < older_than:
-                    yield blob.name
+            try:
+                for blob in self.container.list_blobs():
+                    if blob.last_modified and blob.last_modified < older_than:
+                        yield blob.name
+            except ResourceNotFoundError as exc:
+                if not _container_missing(exc):
+                    raise
 
     def read_url(self, name: str) -> str:
         """A read-only link to one blob, valid for at least `link_ttl` from now.

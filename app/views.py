@@ -73,7 +73,8 @@ def _photo_id(raw: str) -> uuid.UUID:
 
 def _page_limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # ASCII only: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         abort(400, description=f"limit must be a whole number from 1 to {MAX_PAGE}.")
     return int(raw)
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest  # its MonkeyPatch sets and restores this process's environment
+
 from bench import gallery, identity, suite, upload
 from bench.client import Browser, new_user
 from bench.jpeg import noise_jpeg
@@ -36,28 +38,21 @@ MAX_IMAGE_PIXELS = 80_000_000  # the 200 MB noise JPEG is ~49 Mpx; Pillow's own 
 
 def _production_workers() -> tuple[int, int]:
     """The worker and thread counts app/gunicorn_conf.py picks on this machine."""
-    saved = {k: os.environ.pop(k, None) for k in ("WEB_CONCURRENCY", "GUNICORN_THREADS")}
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("WEB_CONCURRENCY", raising=False)
+        env.delenv("GUNICORN_THREADS", raising=False)
         from app import gunicorn_conf
 
         return int(gunicorn_conf.workers), int(gunicorn_conf.threads)
-    finally:
-        os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
 @contextmanager
 def _environ(values: Mapping[str, str]) -> Iterator[None]:
     """This process's environment with `values` set for the block, as it was afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in values.items():
+            env.setenv(key, value)
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _say(message: str) -> None:

@@ -1,4 +1,5 @@
-"""`photoshare migrate` and `photoshare reconcile` against the real services."""
+"""`photoshare migrate` (the deployment step; gunicorn's master runs the same at start) and
+`photoshare reconcile` against the real services."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import uuid
 
 import psycopg
+from azure.storage.blob import BlobServiceClient
 
 from app.db import Database
 from tests.integration.client import AppClient, make_image
@@ -81,3 +83,14 @@ def test_reconcile_removes_only_orphan_blobs(signed_in: AppClient, app_env, serv
         f"{signed_in.user['oid']}/{photo['id']}.thumb.jpg",
     }
     assert signed_in.get(f"/photos/{photo['id']}").status_code == 302
+
+
+def test_reconcile_before_any_upload_made_the_container(app_env, services):
+    """The container is made by the first upload, not at start: until then there is nothing to
+    reconcile, and reconcile does not make it."""
+    name = f"none-{uuid.uuid4().hex[:12]}"
+    result = run_cli({**app_env, "AZURE_STORAGE_CONTAINER": name}, "reconcile", "--grace-minutes", "0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"checked": 0, "removed": 0}
+    service = BlobServiceClient.from_connection_string(services.storage_connection_string)
+    assert not service.get_container_client(name).exists()

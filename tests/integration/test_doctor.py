@@ -70,8 +70,8 @@ def test_all_green(doctor_env, make_user: Callable[..., dict], identity: FakeIde
     checks = lines(result)
     assert [line[:4] for line in checks] == ["✓ 1.", "✓ 2.", "✓ 3.", "✓ 4.", "✓ 5."]
     tenant = identity.config.b2c_tenant_id
-    assert f"their issuer names tenant {tenant}" in checks[1]
-    assert f"tid {tenant} is the B2C tenant; roles: User.Read.All" in checks[3]
+    assert f"the issuer names tenant {tenant}" in checks[1]
+    assert f"tid {tenant} is the B2C directory; roles: User.Read.All" in checks[3]
     assert "/v1.0/users?$top=1 answered; sample user " in checks[4]
     assert "fix:" not in result.stdout
     assert result.stdout.splitlines()[-1] == "photoshare doctor: all checks passed"
@@ -83,12 +83,12 @@ def test_wrong_tenant_names_the_main_directory_mix_up(doctor_env, fake: FakeIden
     assert result.returncode == 1
     checks = lines(result)
     assert checks[1] == (
-        f"✗ 2. B2C user flows: user flow B2C_1_signupsignin's issuer names tenant {b2c}, but "
-        f"AZURE_AD_B2C_TENANT_ID is {main}: you probably used your main tenant's id"
+        f"✗ 2. sign-in metadata: user flow B2C_1_signupsignin's issuer names tenant {b2c}, but "
+        f"AZURE_AD_B2C_TENANT_ID is {main}: you probably used your main directory's id"
     )
     assert checks[2] == (
-        f"✗ 3. app-only token: AADSTS700016: client id {identity.config.client_id} is registered in "
-        f"another directory, not in {main}: you probably used your main tenant's id"
+        f"✗ 3. app-only token: AADSTS700016: the app {identity.config.client_id} is not registered in "
+        f"directory {main}: AZURE_AD_B2C_TENANT_ID is probably your main directory's tenant id"
     )
     # The user flows' issuer told the doctor the B2C directory's id: the fix names it.
     assert f"fix: set AZURE_AD_B2C_TENANT_ID={b2c}, the B2C directory's id" in result.stdout
@@ -148,7 +148,7 @@ def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, identity
         f"(roles: {shown}); Graph will answer 403"
     )
     assert (
-        f"fix: grant User.Read.All (or Directory.Read.All): in the B2C tenant, App registrations → "
+        f"fix: grant User.Read.All (or Directory.Read.All): in the B2C tenant's App registrations → "
         f"{identity.config.client_id} → API permissions"
     ) in result.stdout
     assert "'Grant admin consent'" in result.stdout
@@ -165,7 +165,7 @@ def test_unreachable_authority_fails_fast(doctor_env, fake: FakeIdentityClient, 
     assert result.returncode == 1
     checks = lines(result)
     assert checks[1].startswith(
-        f"✗ 2. B2C user flows: cannot reach the user flow's metadata at https://{host}/"
+        f"✗ 2. sign-in metadata: cannot reach the sign-in metadata at https://{host}/"
     )
     assert checks[1].endswith("(connection failed)")
     assert checks[2] == (
@@ -209,11 +209,11 @@ def test_malformed_settings_are_check_one_and_nothing_is_called(doctor_env, fake
     assert out[0] == "✗ 1. settings: 2 problems"
     assert (
         "     - AZURE_AD_B2C_TENANT_NAME must be the bare tenant name (contoso of contoso.onmicrosoft.com), "
-        "got 'contoso.b2clogin.com'"
+        "not a URL, got 'contoso.b2clogin.com'"
     ) in out
     assert (
-        "     - AZURE_AD_B2C_TENANT_ID must be the B2C directory's GUID (Azure portal → your B2C tenant → "
-        "Overview → Tenant ID), not a name"
+        "     - AZURE_AD_B2C_TENANT_ID must be a GUID: the B2C directory's tenant id (Azure portal → switch "
+        "to the B2C tenant → Overview → Tenant ID), got 'contoso'"
     ) in out
     assert [line[:4] for line in lines(result)] == ["✗ 1.", "– 2.", "– 3.", "– 4.", "– 5."]
     assert sum(fake.counters().values()) == 0
@@ -222,7 +222,7 @@ def test_malformed_settings_are_check_one_and_nothing_is_called(doctor_env, fake
 def test_unknown_user_flow(doctor_env):
     result = run_doctor({**doctor_env, "AZURE_AD_B2C_PASSWORD_RESET_POLICY": "B2C_1_missing"})
     assert result.returncode == 1
-    assert "✗ 2. B2C user flows: user flow B2C_1_missing of tenant" in lines(result)[1]
+    assert "✗ 2. sign-in metadata: user flow B2C_1_missing of tenant" in lines(result)[1]
     assert "answered 404" in lines(result)[1]
     assert "(AADB2C90022: Unable to return metadata for the policy 'B2C_1_missing'" in lines(result)[1]
     assert "fix: check AZURE_AD_B2C_TENANT_NAME and AZURE_AD_B2C_PASSWORD_RESET_POLICY" in result.stdout
@@ -262,5 +262,5 @@ def test_json_output(doctor_env, identity):
     assert wrong.returncode == 1
     by_name = {r["name"]: r for r in json.loads(wrong.stdout)}
     assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
-    assert by_name["token"]["detail"].startswith("AADSTS700016: client id ")
+    assert by_name["token"]["detail"].startswith("AADSTS700016: the app ")
     assert by_name["token"]["fix"].startswith(f"set AZURE_AD_B2C_TENANT_ID={identity.config.b2c_tenant_id}")

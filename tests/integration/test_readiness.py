@@ -1,11 +1,16 @@
 """/readyz and the errors name what is misconfigured: a storage key Blob Storage refuses, a
 database role without grants or without existence. None of them is reported as an outage, and
-the app log has each as a configuration error."""
+the app log has each as a configuration error. None stops the start, and neither does a
+database that is down: gunicorn's master applies the schema before the workers start, and a
+worker applies what is still pending once the database answers."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devstack.appserver import Site
+from devstack.appserver import PROJECT_ROOT, Site
+from devstack.process import LOOPBACK, free_port
 from tests.integration.client import AppClient, make_image
 from tests.services import Services
 
@@ -28,6 +34,77 @@ def database_url_as(services: Services, user: str, password: str | None) -> str:
     parts = urlsplit(services.database_url)
     auth = f"{user}:{password}" if password else user
     return urlunsplit(parts._replace(netloc=f"{auth}@{parts.hostname}:{parts.port}"))
+
+
+def shipped_migrations() -> list[str]:
+    return sorted(p.stem for p in (PROJECT_ROOT / "app" / "migrations").glob("*.sql"))
+
+
+def applied_migrations(database_url: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT version FROM schema_migrations"))
+
+
+def app_messages(log: str) -> list[str]:
+    """The JSON log lines' messages, in order (gunicorn's error log lines included)."""
+    messages = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            messages.append(str(record.get("message", "")))
+    return messages
+
+
+class Relay:
+    """A loopback port that refuses connections until `start`, then relays each to `target`:
+    PostgreSQL down, then back, at an address the app was started with."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.port = free_port()
+        self._target = (target_host, target_port)
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+
+    def start(self) -> Relay:
+        self._listener = socket.create_server((LOOPBACK, self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by stop()
+            upstream = socket.create_connection(self._target, timeout=10)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the other side or stop() closed it
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def __enter__(self) -> Relay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @pytest.fixture
@@ -123,3 +200,51 @@ def test_a_role_that_does_not_exist_is_named(
     assert ready.json()["checks"] == {"database": code, "storage": "ok"}
     assert logged_as_configuration_error(server.log(), code)
     assert role not in ready.text  # names go to the log only
+
+
+def test_the_schema_is_applied_once_by_gunicorns_master_before_the_workers_start(
+    start_app: Callable[..., Site], client_factory, fresh_database
+):
+    server = start_app(workers=3, DATABASE_URL=fresh_database)
+    client: AppClient = client_factory(server)
+    assert client.get("/readyz").status_code == 200
+    assert applied_migrations(fresh_database) == shipped_migrations()
+
+    messages = app_messages(server.log())
+    applied = [i for i, m in enumerate(messages) if m.startswith("applied migration")]
+    workers = [i for i, m in enumerate(messages) if m.startswith("Booting worker")]
+    assert len(applied) == len(shipped_migrations()), messages  # once, not once per worker
+    assert len(workers) == 3
+    assert max(applied) < min(workers), messages
+    server.stop()  # before its database is dropped
+
+
+def test_a_database_down_at_start_is_reported_and_the_schema_applied_once_it_answers(
+    services: Services, start_app: Callable[..., Site], client_factory, fresh_database
+):
+    """The site starts and is alive while PostgreSQL does not answer; /readyz says it is down
+    (not misconfigured), and once it answers a worker applies the schema and is ready."""
+    parts = urlsplit(fresh_database)
+    assert parts.hostname is not None and parts.port is not None
+    relay = Relay(parts.hostname, parts.port)
+    auth = parts.netloc.rpartition("@")[0]
+    via_relay = urlunsplit(parts._replace(netloc=f"{auth}@{LOOPBACK}:{relay.port}"))
+    server = start_app(workers=1, DATABASE_URL=via_relay)
+    client: AppClient = client_factory(server)
+
+    assert client.get("/healthz").status_code == 200
+    down = client.get("/readyz")
+    assert down.status_code == 503
+    assert down.json()["checks"] == {"database": "down", "storage": "ok"}
+    assert any(
+        "database_unavailable" in m and "schema not applied at start" in m for m in app_messages(server.log())
+    )
+    assert not any("configuration error" in m for m in app_messages(server.log()))
+
+    with relay:
+        deadline = time.monotonic() + 30  # the first use is retried at most every few seconds
+        while (ready := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready.status_code == 200, ready.text
+        assert applied_migrations(fresh_database) == shipped_migrations()
+        server.stop()  # before the relay and the database go

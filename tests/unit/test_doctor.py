@@ -8,15 +8,17 @@ import uuid
 
 import pytest
 
-from app.cli import main
-from app.doctor import IDENTITY_SETTINGS, CheckResult, Doctor, _issuer_tenant, render_text, run
-from app.graph import translate_token_error
+from app.auth import issuer_tenant
+from app.cli import doctor, main
+from app.doctor import IDENTITY_SETTINGS, CheckResult, Doctor
+from app.doctor_report import render_text
+from app.graph import TokenError
 from app.settings import SETTINGS_BY_NAME
 
 TENANT = str(uuid.uuid4())
 CLIENT = str(uuid.uuid4())
 GOOD = {
-    "AZURE_AD_B2C_TENANT_NAME": "contoso",
+    "AZURE_AD_B2C_TENANT_NAME": "tailspintoys",
     "AZURE_AD_B2C_TENANT_ID": TENANT,
     "AZURE_AD_B2C_CLIENT_ID": CLIENT,
     "AZURE_AD_B2C_CLIENT_SECRET": "s3cret-value",
@@ -31,14 +33,14 @@ def test_settings_check_ignores_database_storage_and_secret_key():
     doctor = Doctor(environ={**GOOD, "DATABASE_URL": "mysql://nope", "MAX_UPLOAD_MB": "lots"})
     result = doctor.check_settings()
     assert result.ok is True
-    assert result.detail == f"B2C tenant contoso ({TENANT}), app {CLIENT}, secret set"
+    assert result.detail == f"B2C tenant tailspintoys ({TENANT}), app {CLIENT}, secret set"
 
 
 def test_settings_problems_fail_check_one_and_skip_the_rest():
     results = Doctor(environ={**GOOD, "AZURE_AD_B2C_CLIENT_ID": "my-app", "GRAPH_ENDPOINT": "http://g"}).run()
     assert [r.ok for r in results] == [False, None, None, None, None]
     assert results[0].detail.splitlines() == [
-        "AZURE_AD_B2C_CLIENT_ID must be the app registration's Application (client) ID, a GUID",
+        "AZURE_AD_B2C_CLIENT_ID must be a GUID: the app registration's Application (client) ID, got 'my-app'",
         "GRAPH_ENDPOINT must use https outside development, got 'http://g'",
     ]
     assert all(r.detail == "skipped: check 'settings' failed" for r in results[1:])
@@ -56,27 +58,28 @@ def test_user_check_is_listed_only_when_asked():
     [
         (f"https://contoso.b2clogin.com/{TENANT}/v2.0/", TENANT),
         (f"https://login.contoso.com/tfp/{TENANT.upper()}/b2c_1_susi/v2.0/", TENANT),
+        (f"https://{TENANT}.ciamlogin.com/{TENANT}/v2.0", TENANT),
         ("https://contoso.b2clogin.com/contoso.onmicrosoft.com/v2.0/", None),
     ],
 )
 def test_issuer_tenant(issuer, tenant):
-    assert _issuer_tenant(issuer) == tenant
+    assert issuer_tenant(issuer) == tenant
 
 
 def test_other_aadsts_codes_are_shown_with_their_description():
-    doctor = Doctor(environ=GOOD)
-    doctor.check_settings()
-    error = translate_token_error(
+    checks = Doctor(environ=GOOD)
+    assert checks.check_settings().ok
+    assert checks.graph is not None
+    error = checks.graph.token_error(
         {
             "error": "invalid_request",
             "error_description": "AADSTS50049: Unknown or invalid instance.\r\nTrace",
-        },
-        tenant_id=TENANT,
-        client_id=CLIENT,
+        }
     )
-    detail, fix = doctor._token_diagnosis(error)
-    assert detail == "Could not get a Graph token: AADSTS50049: Unknown or invalid instance."
-    assert "https://login.microsoftonline.com/error" in fix
+    assert isinstance(error, TokenError)
+    result = checks._token_failure("token", error)
+    assert result.detail == "could not get a Graph token: AADSTS50049: Unknown or invalid instance."
+    assert "https://login.microsoftonline.com/error" in result.fix
 
 
 def test_render_text_marks_details_and_fixes():
@@ -84,17 +87,17 @@ def test_render_text_marks_details_and_fixes():
         [
             CheckResult("settings", True, "fine"),
             CheckResult("user_flows", False, "one\ntwo", "do this"),
-            CheckResult("token", None, "skipped: check 'B2C user flows' failed"),
+            CheckResult("token", None, "skipped: check 'sign-in metadata' failed"),
         ],
         io.StringIO(),
     )
     assert text.splitlines() == [
         "✓ 1. settings: fine",
-        "✗ 2. B2C user flows: 2 problems",
+        "✗ 2. sign-in metadata: 2 problems",
         "     - one",
         "     - two",
         "     fix: do this",
-        "– 3. app-only token: skipped: check 'B2C user flows' failed",
+        "– 3. app-only token: skipped: check 'sign-in metadata' failed",
         "photoshare doctor: 1 passed, 1 failed, 1 skipped",
     ]
 
@@ -109,8 +112,8 @@ def test_run_never_prints_the_secret_even_if_a_message_held_it(monkeypatch):
     leaky = CheckResult("settings", False, f"oops {GOOD['AZURE_AD_B2C_CLIENT_SECRET']}", "fix")
     monkeypatch.setattr(Doctor, "run", lambda self: [leaky])
     out = io.StringIO()
-    args = argparse.Namespace(user=None, timeout=1.0, json=True)
-    assert run(args, GOOD, out=out) == 1
+    args = argparse.Namespace(user=None, timeout=1.0, json=True, platform=None)
+    assert doctor(args, GOOD, out=out) == 1
     assert GOOD["AZURE_AD_B2C_CLIENT_SECRET"] not in out.getvalue()
     assert "oops ***" in out.getvalue()
 
@@ -131,6 +134,6 @@ def test_help_says_the_secret_comes_only_from_the_environment(capsys):
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
     assert (
-        "AZURE_AD_B2C_CLIENT_SECRET\nis read only from the environment or .env, never from a flag"
+        "EXTERNAL_ID_CLIENT_SECRET) is read only from the environment or .env, never from a flag"
         in capsys.readouterr().out
     )

@@ -1,6 +1,6 @@
 import pytest
 
-from app.graph import pick_email, translate_token_error
+from app.graph import GraphClient, TokenError, pick_email
 
 TENANT = "5f6e7d8c-1a2b-4c3d-9e8f-0a1b2c3d4e5f"
 CLIENT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
@@ -35,6 +35,16 @@ def test_no_email_at_all():
     assert pick_email({"mail": None, "otherMails": [], "identities": []}) is None
 
 
+def graph() -> GraphClient:
+    """A client nothing is sent from: its constructor does no I/O."""
+    return GraphClient(
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        client_secret="not-a-real-secret",
+        authority=f"https://login.microsoftonline.com/{TENANT}",
+    )
+
+
 @pytest.mark.parametrize(
     ("description", "code", "needle"),
     [
@@ -54,9 +64,8 @@ def test_no_email_at_all():
     ],
 )
 def test_token_errors_are_translated(description, code, needle):
-    error = translate_token_error(
-        {"error": "x", "error_description": description}, tenant_id=TENANT, client_id=CLIENT
-    )
+    error = graph().token_error({"error": "x", "error_description": description})
+    assert isinstance(error, TokenError)
     assert error.code == code
     assert needle in error.detail  # for the log and the doctor
     # What users see names no tenant, no client and no AADSTS text.
@@ -66,9 +75,9 @@ def test_token_errors_are_translated(description, code, needle):
 
 def test_translation_reads_discovery_failures_too():
     text = 'OIDC Discovery failed ... {"error":"invalid_tenant","error_description":"AADSTS90002: ..."}'
-    assert translate_token_error(text, tenant_id=TENANT, client_id=CLIENT).code == "unknown_tenant"
+    assert graph().token_error(text).code == "unknown_tenant"
 
 
 def test_msal_discovery_failure_means_unknown_tenant():
     text = "Unable to get authority configuration for https://login.microsoftonline.com/x. Authority ..."
-    assert translate_token_error(text, tenant_id=TENANT, client_id=CLIENT).code == "unknown_tenant"
+    assert graph().token_error(text).code == "unknown_tenant"

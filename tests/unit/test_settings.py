@@ -1,14 +1,16 @@
+import dataclasses
+
 import pytest
 
-from app.settings import SETTINGS, Settings, SettingsError
+from app.settings import SETTINGS, IdentitySettings, Settings, SettingsError
 
 TENANT_ID = "5f6e7d8c-1a2b-4c3d-9e8f-0a1b2c3d4e5f"
 CLIENT_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 
 
-def env(**overrides: str) -> dict[str, str]:
+def env(**overrides: str | None) -> dict[str, str]:
     base = {
-        "AZURE_AD_B2C_TENANT_NAME": "contoso",
+        "AZURE_AD_B2C_TENANT_NAME": "tailspintoys",
         "AZURE_AD_B2C_TENANT_ID": TENANT_ID,
         "AZURE_AD_B2C_CLIENT_ID": CLIENT_ID,
         "AZURE_AD_B2C_CLIENT_SECRET": "not-a-real-secret",
@@ -16,18 +18,24 @@ def env(**overrides: str) -> dict[str, str]:
         "DATABASE_URL": "postgresql://app@db.example/photoshare?sslmode=require",
         "SECRET_KEY": "k" * 64,
     }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not None}
+    merged: dict[str, str | None] = {**base, **overrides}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def test_defaults_follow_the_contract():
     settings = Settings.from_env(env())
-    assert settings.signup_signin_policy == "B2C_1_signupsignin"
-    assert settings.password_reset_policy == "B2C_1_passwordreset"
-    assert settings.profile_edit_policy == "B2C_1_profileedit"
-    assert settings.b2c_authority("B2C_1_x") == "https://contoso.b2clogin.com/contoso.onmicrosoft.com/B2C_1_x"
-    assert settings.graph_authority == f"https://login.microsoftonline.com/{TENANT_ID}"
-    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    identity = settings.identity
+    base = "https://tailspintoys.b2clogin.com/tailspintoys.onmicrosoft.com"
+    assert {name: (a.name, a.url, a.metadata_url) for name, a in identity.authorities.items()} == {
+        name: (policy, f"{base}/{policy}", f"{base}/{policy}/v2.0/.well-known/openid-configuration")
+        for name, policy in (
+            ("sign_in", "B2C_1_signupsignin"),
+            ("password_reset", "B2C_1_passwordreset"),
+            ("profile_edit", "B2C_1_profileedit"),
+        )
+    }
+    assert identity.graph_authority == f"https://login.microsoftonline.com/{TENANT_ID}"
+    assert identity.graph_scope == "https://graph.microsoft.com/.default"
     assert settings.storage_container == "images"
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert not settings.development
@@ -41,10 +49,13 @@ def test_custom_domain_and_sovereign_cloud():
             GRAPH_ENDPOINT="https://graph.microsoft.us/",
         )
     )
-    assert settings.b2c_authority_base == "https://login.contoso.com/contoso.onmicrosoft.com"
-    assert settings.graph_authority == f"https://login.microsoftonline.us/{TENANT_ID}"
-    assert settings.graph_endpoint == "https://graph.microsoft.us"
-    assert settings.graph_scope == "https://graph.microsoft.us/.default"
+    identity = settings.identity
+    assert identity.authorities["sign_in"].url == (
+        "https://login.contoso.com/tailspintoys.onmicrosoft.com/B2C_1_signupsignin"
+    )
+    assert identity.graph_authority == f"https://login.microsoftonline.us/{TENANT_ID}"
+    assert identity.graph_endpoint == "https://graph.microsoft.us"
+    assert identity.graph_scope == "https://graph.microsoft.us/.default"
 
 
 def test_every_missing_required_setting_is_named():
@@ -52,7 +63,7 @@ def test_every_missing_required_setting_is_named():
         Settings.from_env({})
     message = str(err.value)
     for setting in SETTINGS:
-        if setting.requirement == "required":
+        if setting.requirement == "required" and setting.platform in (None, "b2c"):  # the default
             assert setting.name in message
     assert "AZURE_STORAGE_ACCOUNT_URL" in message and "SECRET_KEY" in message
 
@@ -60,7 +71,7 @@ def test_every_missing_required_setting_is_named():
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("AZURE_AD_B2C_TENANT_ID", "contoso.onmicrosoft.com", "B2C directory's GUID"),
+        ("AZURE_AD_B2C_TENANT_ID", "contoso.onmicrosoft.com", "a GUID: the B2C directory's tenant id"),
         ("AZURE_AD_B2C_TENANT_NAME", "contoso.b2clogin.com/x", "bare tenant name"),
         ("AZURE_AD_B2C_CLIENT_ID", "my-app", "a GUID"),
         ("GRAPH_ENDPOINT", "http://graph.example", "must use https outside development"),
@@ -68,6 +79,8 @@ def test_every_missing_required_setting_is_named():
         ("DATABASE_URL", "mysql://x", "postgresql://"),
         ("MAX_UPLOAD_MB", "lots", "MAX_UPLOAD_MB must be a positive whole number"),
         ("AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY", "B2C 1/x", "user-flow name"),
+        ("AZURE_STORAGE_CONTAINER", "Images_1", "blob container name"),
+        ("APP_ENV", "prod", "must be production or development"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(name, value, expected):
@@ -83,14 +96,122 @@ def test_development_relaxes_https_and_secret_key():
     )
     assert settings.development
     assert len(settings.secret_key) >= 32
-    assert settings.graph_endpoint == "http://127.0.0.1:9000"
+    assert settings.identity.graph_endpoint == "http://127.0.0.1:9000"
 
 
 def test_tenant_name_accepts_full_domain():
-    assert (
-        Settings.from_env(env(AZURE_AD_B2C_TENANT_NAME="contoso.onmicrosoft.com")).b2c_tenant_name
-        == "contoso"
+    settings = Settings.from_env(env(AZURE_AD_B2C_TENANT_NAME="TailspinToys.onmicrosoft.com"))
+    assert settings.identity.b2c_tenant_name == "tailspintoys"
+
+
+def test_every_field_is_filled_by_exactly_one_declared_setting():
+    """`from_env` is derived from SETTINGS: each dataclass field has one setting, and back."""
+    for cls, section in ((IdentitySettings, "identity"), (Settings, "app")):
+        init = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "identity"]
+        declared = [s.field for s in SETTINGS if s.section == section]
+        assert sorted(init) == sorted(declared), cls.__name__
+
+
+def test_the_identity_settings_alone_need_no_database_or_storage():
+    identity = IdentitySettings.from_env({k: v for k, v in env().items() if "AZURE_AD_B2C" in k})
+    assert identity.client_id == CLIENT_ID
+    with pytest.raises(SettingsError) as err:
+        IdentitySettings.from_env({"AZURE_AD_B2C_TENANT_ID": "x"})
+    assert not any("DATABASE_URL" in p or "STORAGE" in p for p in err.value.problems)
+    assert any(p.startswith("AZURE_AD_B2C_TENANT_ID must be a GUID") for p in err.value.problems)
+
+
+EXTERNAL_TENANT = "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d"
+
+
+def external(**overrides: str | None) -> dict[str, str]:
+    b2c = {k: None for k in env() if k.startswith("AZURE_AD_B2C_")}
+    values: dict[str, str | None] = {
+        **b2c,
+        "IDENTITY_PLATFORM": "external_id",
+        "EXTERNAL_ID_TENANT_SUBDOMAIN": "tailspintoys",
+        "EXTERNAL_ID_TENANT_ID": EXTERNAL_TENANT,
+        "EXTERNAL_ID_CLIENT_ID": CLIENT_ID,
+        "EXTERNAL_ID_CLIENT_SECRET": "not-a-real-secret",
+        **overrides,
+    }
+    return env(**values)
+
+
+def test_external_id_authority_and_graph_token_come_from_the_external_tenant():
+    identity = Settings.from_env(external()).identity
+    authority = f"https://tailspintoys.ciamlogin.com/{EXTERNAL_TENANT}/v2.0"
+    assert list(identity.authorities) == ["sign_in"]  # reset is inside sign-in; no profile edit
+    sign_in = identity.authorities["sign_in"]
+    assert (sign_in.url, sign_in.metadata_url) == (authority, f"{authority}/.well-known/openid-configuration")
+    assert sign_in.oidc and sign_in.tenant_id == EXTERNAL_TENANT and sign_in.email_claim == "email"
+    assert sign_in.discovery_url == (
+        "https://tailspintoys.ciamlogin.com/tailspintoys.onmicrosoft.com/v2.0/.well-known/openid-configuration"
     )
+    assert identity.graph_authority == f"https://login.microsoftonline.com/{EXTERNAL_TENANT}"
+    assert (identity.tenant_id, identity.client_id) == (EXTERNAL_TENANT, CLIENT_ID)
+    assert identity.directory.tenant_id_setting == "EXTERNAL_ID_TENANT_ID"
+
+
+def test_external_id_authority_can_be_a_custom_domain():
+    custom = "https://login.tailspintoys.com/" + EXTERNAL_TENANT + "/v2.0/"
+    sign_in = Settings.from_env(external(EXTERNAL_ID_AUTHORITY=custom)).identity.authorities["sign_in"]
+    assert sign_in.url == custom.rstrip("/")
+    assert sign_in.discovery_url is not None and sign_in.discovery_url.startswith(
+        "https://login.tailspintoys.com/"
+    )
+
+
+def test_each_platform_requires_only_its_own_settings():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(external(EXTERNAL_ID_TENANT_ID=None, EXTERNAL_ID_CLIENT_SECRET=None))
+    assert [p.split(" ")[0] for p in err.value.problems] == [
+        "EXTERNAL_ID_TENANT_ID",
+        "EXTERNAL_ID_CLIENT_SECRET",
+    ]
+
+
+def test_a_setting_of_the_other_platform_is_named():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(external(AZURE_AD_B2C_TENANT_ID=TENANT_ID))
+    assert err.value.problems == [
+        "AZURE_AD_B2C_TENANT_ID is a setting of IDENTITY_PLATFORM=b2c, but IDENTITY_PLATFORM is "
+        "external_id: remove it, or set IDENTITY_PLATFORM=b2c (and every setting that platform needs)"
+    ]
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(EXTERNAL_ID_TENANT_SUBDOMAIN="tailspintoys"))
+    assert err.value.problems[0].startswith(
+        "EXTERNAL_ID_TENANT_SUBDOMAIN is a setting of IDENTITY_PLATFORM=external_id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"AZURE_AD_B2C_TENANT_NAME": "contoso"},
+            "AZURE_AD_B2C_TENANT_NAME is still the sample's placeholder",
+        ),
+        (
+            {"AZURE_AD_B2C_CLIENT_ID": "00000000-0000-0000-0000-000000000000"},
+            "AZURE_AD_B2C_CLIENT_ID is still the sample's placeholder (all zeros)",
+        ),
+        ({"AZURE_AD_B2C_CLIENT_SECRET": ""}, "AZURE_AD_B2C_CLIENT_SECRET is required"),
+        ({"IDENTITY_PLATFORM": "entra"}, "IDENTITY_PLATFORM must be b2c or external_id, got 'entra'"),
+    ],
+)
+def test_placeholders_are_refused_as_placeholders(overrides, expected):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(**overrides))
+    assert any(p.startswith(expected) for p in err.value.problems), err.value.problems
+
+
+def test_a_bad_app_env_is_reported_once():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(APP_ENV="staging"))
+    assert [p for p in err.value.problems if "APP_ENV" in p] == [
+        "APP_ENV must be production or development, got 'staging'"
+    ]
 
 
 def test_secrets_stay_out_of_repr():

@@ -1,11 +1,13 @@
-"""Read-only links: signed per time window, always valid for at least the TTL. Failures: a
-refused key or role is the configuration, a closed port or a 503 an outage."""
+"""Read-only links: signed per time window, always valid for at least the TTL. The container:
+made by the first call that needs it, not at start. Failures: a refused key or role is the
+configuration, a closed port or a 503 an outage."""
 
 import base64
 import os
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +86,25 @@ def every_call(blobs: BlobStore) -> dict[str, Callable[[], object]]:
         "delete": lambda: blobs.delete("oid/a.png"),
         "list_names": lambda: list(blobs.list_names(older_than=datetime.now(UTC))),
     }
+
+
+@pytest.mark.parametrize("name", ["ensure_container", "ping", "upload", "stage+commit"])
+def test_a_missing_container_is_made_by_the_first_call_that_needs_it(azurite: Azurite, name: str):
+    """No container at start (a new account, an emptied Azurite): the call makes it and succeeds."""
+    blobs = BlobStore(container=f"fresh-{uuid.uuid4().hex[:12]}", connection_string=azurite.connection_string)
+    assert not blobs.container.exists()
+    every_call(blobs)[name]()
+    assert blobs.container.exists()
+    blobs.container.delete_container()
+
+
+@pytest.mark.parametrize("name", ["delete", "list_names"])
+def test_calls_that_need_no_container_do_not_make_one(azurite: Azurite, name: str):
+    """Deleting from or listing a container that does not exist: nothing to do, nothing made."""
+    blobs = BlobStore(container=f"fresh-{uuid.uuid4().hex[:12]}", connection_string=azurite.connection_string)
+    result = every_call(blobs)[name]()
+    assert result in (None, [])
+    assert not blobs.container.exists()
 
 
 def test_a_wrong_account_key_is_an_authentication_failure(azurite: Azurite):
