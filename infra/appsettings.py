@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import web
 
-from app.settings import SETTINGS, Setting
-from infra.config import ConfigError, StackConfig
+from app.settings import SETTINGS, SETTINGS_BY_NAME, Platform, Setting
+from infra.config import B2CConfig, ConfigError, ExternalIdConfig, StackConfig
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ PLATFORM_SETTINGS = frozenset(
 )
 
 
+# The Key Vault secret holding each platform's client secret.
+CLIENT_SECRET_NAMES: dict[Platform, str] = {
+    "b2c": "b2c-client-secret",
+    "external_id": "external-id-client-secret",
+}
+# The resource output of a registration the program creates (photoshare:…CreateApp).
+CREATED_CLIENT_ID = "created_client_id"
+
+
 class ContractError(ConfigError):
     """Infra and the app's settings declaration disagree; the message names each setting."""
 
@@ -72,20 +81,11 @@ class ContractError(ConfigError):
 def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[str, Source]:
     """Where each declared setting's value comes from; every declared name gets an entry."""
     settings = SETTINGS if settings is None else settings
-    b2c = cfg.b2c
+    declared = {s.name: s for s in settings}
+    platform = cfg.platform
     managed: dict[str, Source] = {
-        "AZURE_AD_B2C_TENANT_NAME": Fixed(b2c.tenant_name),
-        "AZURE_AD_B2C_TENANT_ID": Fixed(b2c.tenant_id),
-        "AZURE_AD_B2C_CLIENT_ID": (
-            FromResource("b2c_client_id") if b2c.create_app else Fixed(b2c.client_id or "")
-        ),
-        "AZURE_AD_B2C_CLIENT_SECRET": FromKeyVault("b2c-client-secret"),
-        "AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY": Fixed(b2c.signup_signin_policy),
-        "AZURE_AD_B2C_PASSWORD_RESET_POLICY": Fixed(b2c.password_reset_policy),
-        "AZURE_AD_B2C_PROFILE_EDIT_POLICY": Fixed(b2c.profile_edit_policy),
-        "AZURE_AD_B2C_AUTHORITY_HOST": (
-            Fixed(b2c.authority_host) if b2c.authority_host else AppDefault("<tenant>.b2clogin.com")
-        ),
+        "IDENTITY_PLATFORM": Fixed(platform),
+        **_identity(cfg),
         "AZURE_AUTHORITY_HOST": Fixed(cfg.authority_host) if cfg.authority_host else AppDefault(),
         "GRAPH_ENDPOINT": Fixed(cfg.graph_endpoint) if cfg.graph_endpoint else AppDefault(),
         "AZURE_STORAGE_ACCOUNT_URL": FromResource("storage_account_url"),
@@ -102,7 +102,12 @@ def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[st
             else NotInAzure("photoshare:monitoring is false for this stack")
         ),
     }
-    declared = {s.name: s for s in settings}
+    # The other platform's settings stay unset: the app refuses to start when one is set.
+    for other in declared.values():
+        if other.platform not in (None, platform):
+            managed[other.name] = NotInAzure(
+                f"IDENTITY_PLATFORM is {platform}; {other.name} belongs to {other.platform}"
+            )
     problems = []
     for name in cfg.app_settings:
         setting = declared.get(name)
@@ -112,6 +117,11 @@ def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[st
             problems.append(
                 f"photoshare:appSettings.{name} is a secret; secrets come from Key Vault, "
                 "never from plain stack config"
+            )
+        elif setting.platform not in (None, platform):
+            problems.append(
+                f"photoshare:appSettings.{name} is a setting of IDENTITY_PLATFORM={setting.platform}, "
+                f"but this stack's platform is {platform}: the app would refuse to start"
             )
         elif name in managed:
             problems.append(
@@ -135,6 +145,40 @@ def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[st
     return sources
 
 
+def _identity(cfg: StackConfig) -> dict[str, Source]:
+    """The chosen platform's settings: its directory, its app registration, its secret."""
+    identity = cfg.identity
+    client_id: Source = (
+        FromResource(CREATED_CLIENT_ID) if identity.create_app else Fixed(identity.client_id or "")
+    )
+    secret = FromKeyVault(CLIENT_SECRET_NAMES[identity.platform])
+    if isinstance(identity, ExternalIdConfig):
+        return {
+            "EXTERNAL_ID_TENANT_SUBDOMAIN": Fixed(identity.tenant_subdomain),
+            "EXTERNAL_ID_TENANT_ID": Fixed(identity.tenant_id),
+            "EXTERNAL_ID_CLIENT_ID": client_id,
+            "EXTERNAL_ID_CLIENT_SECRET": secret,
+            "EXTERNAL_ID_AUTHORITY": (
+                Fixed(identity.authority)
+                if identity.authority
+                else AppDefault(SETTINGS_BY_NAME["EXTERNAL_ID_AUTHORITY"].shown_default or "")
+            ),
+        }
+    assert isinstance(identity, B2CConfig)
+    return {
+        "AZURE_AD_B2C_TENANT_NAME": Fixed(identity.tenant_name),
+        "AZURE_AD_B2C_TENANT_ID": Fixed(identity.tenant_id),
+        "AZURE_AD_B2C_CLIENT_ID": client_id,
+        "AZURE_AD_B2C_CLIENT_SECRET": secret,
+        "AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY": Fixed(identity.signup_signin_policy),
+        "AZURE_AD_B2C_PASSWORD_RESET_POLICY": Fixed(identity.password_reset_policy),
+        "AZURE_AD_B2C_PROFILE_EDIT_POLICY": Fixed(identity.profile_edit_policy),
+        "AZURE_AD_B2C_AUTHORITY_HOST": (
+            Fixed(identity.authority_host) if identity.authority_host else AppDefault("<tenant>.b2clogin.com")
+        ),
+    }
+
+
 def _has_value(source: Source) -> bool:
     if isinstance(source, Fixed):
         return bool(source.value)
@@ -142,9 +186,12 @@ def _has_value(source: Source) -> bool:
 
 
 def check(sources: Mapping[str, Source], settings: Iterable[Setting] | None = None) -> None:
-    """Raise ContractError unless every setting the app needs in production gets a value."""
+    """Raise ContractError unless every setting the app needs in production gets a value, and no
+    setting of the other identity platform does (the app would refuse to start)."""
     settings = SETTINGS if settings is None else settings
     declared = {s.name: s for s in settings}
+    chosen = sources.get("IDENTITY_PLATFORM")
+    platform = chosen.value if isinstance(chosen, Fixed) and chosen.value else "b2c"
     problems = []
     for name in sorted(sources.keys() - declared.keys()):
         problems.append(f"{name}: infra sets it but app/settings.py does not declare it")
@@ -153,6 +200,13 @@ def check(sources: Mapping[str, Source], settings: Iterable[Setting] | None = No
     for name, setting in declared.items():
         source = sources.get(name)
         if source is None:
+            continue
+        if setting.platform not in (None, platform):
+            if _has_value(source):
+                problems.append(
+                    f"{name} is a setting of IDENTITY_PLATFORM={setting.platform}, but infra gives it "
+                    f"a value on a {platform} site: the app refuses to start"
+                )
             continue
         if setting.requirement in ("required", "outside_development") and not _has_value(source):
             problems.append(

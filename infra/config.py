@@ -6,22 +6,93 @@ so `pulumi preview` fails with one readable message instead of a half-created en
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 import pulumi
 
-from app.settings import SETTINGS_BY_NAME, is_guid
+from app.identity_errors import diagnose
+from app.settings import B2C_DIRECTORY, EXTERNAL_DIRECTORY, SETTINGS_BY_NAME, Directory, Invalid, Platform
 
 NAMESPACE = "photoshare"
 
-TENANT_MIXUP = (
-    "AZURE_AD_B2C_TENANT_ID (photoshare:b2cTenantId) is the tenant you are deploying with, "
-    "i.e. your main directory; use the B2C directory's id (Azure portal → B2C tenant → Overview)"
-)
+
+@dataclass(frozen=True)
+class PlatformKeys:
+    """How a stack chooses one identity platform and names that platform's directory and app."""
+
+    stack_value: str  # of photoshare:identityPlatform
+    prefix: str  # of its stack keys: b2cTenantId, externalIdTenantId, …
+    directory: Directory
+    keys: tuple[str, ...]  # every stack key of the platform, set only when it is the chosen one
+
+    def key(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def create_app_key(self) -> str:
+        return self.key("CreateApp")
+
+    @property
+    def tenant_id_label(self) -> str:
+        """`photoshare:b2cTenantId (AZURE_AD_B2C_TENANT_ID)`: how messages name the tenant id."""
+        return f"{NAMESPACE}:{self.key('TenantId')} ({self.directory.tenant_id_setting})"
+
+
+PLATFORMS: dict[Platform, PlatformKeys] = {
+    "b2c": PlatformKeys(
+        stack_value="b2c",
+        prefix="b2c",
+        directory=B2C_DIRECTORY,
+        keys=(
+            "b2cTenantName",
+            "b2cTenantId",
+            "b2cClientId",
+            "b2cClientSecret",
+            "b2cCreateApp",
+            "b2cSignupSigninPolicy",
+            "b2cPasswordResetPolicy",
+            "b2cProfileEditPolicy",
+            "b2cAuthorityHost",
+        ),
+    ),
+    "external_id": PlatformKeys(
+        stack_value="externalId",
+        prefix="externalId",
+        directory=EXTERNAL_DIRECTORY,
+        keys=(
+            "externalIdTenantSubdomain",
+            "externalIdTenantId",
+            "externalIdClientId",
+            "externalIdClientSecret",
+            "externalIdCreateApp",
+            "externalIdAuthority",
+        ),
+    ),
+}
+
+
+def _tenant_mixup(keys: PlatformKeys) -> str:
+    directory = dataclasses.replace(keys.directory, tenant_id_setting=keys.tenant_id_label)
+    return diagnose("deploying_tenant", directory).detail
+
+
+# The source article's mistake, caught before anything is created: the identity directory's
+# tenant id is the id of the directory being deployed with (AADSTS700016/AADSTS90002 in the app,
+# otherwise; with External ID, a workforce tenant's id on the ciamlogin.com host).
+TENANT_MIXUPS: dict[Platform, str] = {platform: _tenant_mixup(keys) for platform, keys in PLATFORMS.items()}
+TENANT_MIXUP = TENANT_MIXUPS["b2c"]
+
+# A client secret the program creates lapses on photoshare:appSecretEndDate. Entra allows at most
+# 24 months and recommends less than 12 (MicrosoftDocs/entra-docs
+# docs/identity-platform/how-to-add-credentials.md, "Add a client secret").
+APP_SECRET_MAX_DAYS = 730
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 POSTGRES_VERSIONS = ("14", "15", "16", "17")
@@ -30,9 +101,6 @@ _POSTGRES_TIERS = {"B": "Burstable", "D": "GeneralPurpose", "E": "MemoryOptimize
 _POSTGRES_SKU = re.compile(r"^Standard_([BDE])\w+$")
 # Free and Shared plans have no always-on and no VNet integration.
 _APP_SERVICE_SKU = re.compile(r"^(B[1-3]|S[1-3]|P[0-3]v[2-4]|P[1-5]mv[34]|I[1-6]v2)$")
-_POLICY = re.compile(r"^[A-Za-z0-9_-]+$")
-_TENANT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,255}$")
-_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 # Firewall ranges wider than this are not "narrow"; use dbNetwork=vnet instead.
 _MAX_FIREWALL_ADDRESSES = 256
 
@@ -51,18 +119,39 @@ class FirewallRange:
 
 
 @dataclass(frozen=True, kw_only=True)
-class B2CConfig:
-    """The B2C directory and app registration the deployed site signs users in with."""
+class DirectoryConfig:
+    """The identity directory the site signs users in with, and its app registration."""
 
-    tenant_name: str
+    platform: ClassVar[Platform]
     tenant_id: str
     client_id: str | None  # None when create_app: the registration is created by the program
     client_secret: pulumi.Output[str] | None = field(repr=False)
+    create_app: bool
+    secret_end_date: str | None = None  # RFC 3339, when create_app: the created secret lapses then
+
+
+@dataclass(frozen=True, kw_only=True)
+class B2CConfig(DirectoryConfig):
+    """An Azure AD B2C directory with user flows."""
+
+    platform: ClassVar[Platform] = "b2c"
+    tenant_name: str
     signup_signin_policy: str
     password_reset_policy: str
     profile_edit_policy: str
     authority_host: str | None
-    create_app: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalIdConfig(DirectoryConfig):
+    """A Microsoft Entra External ID external tenant (`<subdomain>.ciamlogin.com`)."""
+
+    platform: ClassVar[Platform] = "external_id"
+    tenant_subdomain: str
+    authority: str | None  # None: the app's default, https://{subdomain}.ciamlogin.com/{tenant id}/v2.0
+
+
+IdentityConfig = B2CConfig | ExternalIdConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +186,6 @@ class StackConfig:
     stack: str
     location: str
     owner: str | None
-    b2c: B2CConfig
     database: DatabaseConfig
     web: WebConfig
     storage_allow_shared_key: bool
@@ -108,6 +196,24 @@ class StackConfig:
     graph_endpoint: str | None
     vnet_address_space: str
     app_settings: dict[str, str]
+    # The chosen identity platform's configuration: exactly one of the two.
+    b2c: B2CConfig | None = None
+    external_id: ExternalIdConfig | None = None
+
+    def __post_init__(self) -> None:
+        if (self.b2c is None) == (self.external_id is None):
+            raise ValueError("StackConfig takes exactly one of b2c and external_id")
+
+    @property
+    def identity(self) -> IdentityConfig:
+        """The chosen platform's directory and app registration."""
+        identity = self.b2c or self.external_id
+        assert identity is not None  # __post_init__
+        return identity
+
+    @property
+    def platform(self) -> Platform:
+        return self.identity.platform
 
     @property
     def tags(self) -> dict[str, str]:
@@ -170,6 +276,36 @@ class _Reader:
             )
             return default
 
+    def is_set(self, name: str) -> bool:
+        """Whether the stack sets the key at all (secret or not, valid or not)."""
+        return self.config.get_secret(name) is not None
+
+    def setting(
+        self,
+        name: str,
+        variable: str,
+        *,
+        required: bool = False,
+        app_default: bool = True,
+        spellings: Mapping[str, str] | None = None,
+    ) -> Any:
+        """A stack key that becomes one of the app's settings, parsed by the app's own parser
+        (app/settings.py), so both refuse the same values with the same words. Unset, it is the
+        app's default (or None with `app_default=False`: the app setting is then left out).
+        `spellings` maps a stack spelling to the app's (`externalId` → `external_id`)."""
+        declared = SETTINGS_BY_NAME[variable]
+        given = (self.config.get(name) or "").strip()
+        value = (spellings or {}).get(given, given) or (declared.default if app_default else None)
+        if value is None:
+            if required:
+                self.problems.append(f"{self.key(name)} {declared.missing} ({variable})")
+            return None
+        try:
+            return declared.read(value)  # as in Azure: production rules (https only)
+        except Invalid as exc:
+            self.problems.append(f"{self.key(name)} ({variable}) {exc}")
+            return None
+
 
 def _firewall_rules(reader: _Reader, raw: Any) -> tuple[FirewallRange, ...]:
     """`["203.0.113.7", "198.51.100.0/28", "192.0.2.10-192.0.2.20"]` → named inclusive ranges."""
@@ -205,168 +341,226 @@ def _firewall_rules(reader: _Reader, raw: Any) -> tuple[FirewallRange, ...]:
     return tuple(rules)
 
 
-def _host(reader: _Reader, name: str, setting: str) -> str | None:
-    value = reader.text(name)
-    if value is None:
-        return None
-    bare = value.removeprefix("https://").rstrip("/")
-    if value.startswith("http://") or not _HOST.match(bare):
-        reader.problems.append(
-            f"{reader.key(name)} ({setting}) must be an https host name such as "
-            f"{SETTINGS_BY_NAME[setting].default}, got {value!r}"
-        )
-    return bare
-
-
 def load(config: pulumi.Config | None = None) -> StackConfig:
     """Read and validate the stack's configuration; raise ConfigError naming every problem."""
-    cfg = config or pulumi.Config(NAMESPACE)
-    r = _Reader(cfg)
-    problems = r.problems
+    r = _Reader(config or pulumi.Config(NAMESPACE))
+    result = StackConfig(
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        location=_location(r),
+        owner=r.text("owner"),
+        database=_database(r),
+        web=_web(r),
+        storage_allow_shared_key=r.flag("storageAllowSharedKey", False),
+        blob_soft_delete_days=r.integer("blobSoftDeleteDays", 7, low=1, high=365),
+        monitoring=r.flag("monitoring", True),
+        log_retention_days=r.integer("logRetentionDays", 30, low=30, high=730),
+        authority_host=r.setting("authorityHost", "AZURE_AUTHORITY_HOST", app_default=False),
+        graph_endpoint=r.setting("graphEndpoint", "GRAPH_ENDPOINT", app_default=False),
+        vnet_address_space=_vnet_address_space(r),
+        app_settings=_app_settings(r),
+        **_identity(r),
+    )
+    if r.problems:
+        raise ConfigError(
+            f"Stack {result.stack!r} is not configured correctly:\n  - " + "\n  - ".join(r.problems)
+        )
+    return result
 
+
+def _location(r: _Reader) -> str:
     location = (pulumi.Config("azure-native").get("location") or "").strip()
     if not location:
-        problems.append(
+        r.problems.append(
             "azure-native:location is required: the Azure region, e.g. "
             "`pulumi config set azure-native:location westeurope`"
         )
+    return location
 
-    # --- B2C ---------------------------------------------------------------------------------
-    create_app = r.flag("b2cCreateApp", False)
-    tenant_name = (
-        r.text(
-            "b2cTenantName",
-            "",
-            required="AZURE_AD_B2C_TENANT_NAME, the B2C tenant's short name "
-            "(contoso of contoso.onmicrosoft.com)",
-        )
-        or ""
-    )
-    if tenant_name and not _TENANT_NAME.match(tenant_name):
-        problems.append(
-            f"{r.key('b2cTenantName')} (AZURE_AD_B2C_TENANT_NAME) must be the bare tenant name, "
-            f"e.g. contoso rather than contoso.onmicrosoft.com or a URL, got {tenant_name!r}"
-        )
-    tenant_id = (
-        r.text(
-            "b2cTenantId",
-            "",
-            required="AZURE_AD_B2C_TENANT_ID, the B2C directory's GUID (Azure portal "
-            "→ B2C tenant → Overview → Tenant ID)",
-        )
-        or ""
-    )
-    if tenant_id and not is_guid(tenant_id):
-        problems.append(
-            f"{r.key('b2cTenantId')} (AZURE_AD_B2C_TENANT_ID) must be the B2C directory's GUID "
-            f"(Azure portal → B2C tenant → Overview → Tenant ID), not a name, got {tenant_id!r}"
-        )
+
+class _ChosenIdentity(TypedDict, total=False):
+    b2c: B2CConfig
+    external_id: ExternalIdConfig
+
+
+def _identity(r: _Reader) -> _ChosenIdentity:
+    """The chosen platform's keys, read as the app reads its settings; the other platform's keys
+    must be absent, since the app refuses to start with a setting of the other platform."""
+    stack_values = {keys.stack_value: platform for platform, keys in PLATFORMS.items()}
+    read: Platform | None = r.setting("identityPlatform", "IDENTITY_PLATFORM", spellings=stack_values)
+    platform: Platform = read or "b2c"  # None: refused, and reported; read the rest as B2C
+    chosen = PLATFORMS[platform]
+    default = "" if r.is_set("identityPlatform") else " (the default)"
+    for other in (keys for name, keys in PLATFORMS.items() if name != platform and read):
+        stray = [r.key(k) for k in other.keys if r.is_set(k)]
+        if stray:
+            one = len(stray) == 1
+            r.problems.append(
+                f"{', '.join(stray)} {'is a key' if one else 'are keys'} of "
+                f"identityPlatform={other.stack_value}, but {r.key('identityPlatform')} is "
+                f"{chosen.stack_value}{default}: remove {'it' if one else 'them'} (`pulumi config rm "
+                f"<key>`), or set identityPlatform={other.stack_value} and every key that platform needs"
+            )
+    if platform == "external_id":
+        return {"external_id": _external_id(r, chosen)}
+    return {"b2c": _b2c(r, chosen)}
+
+
+class _Registration(TypedDict):
+    tenant_id: str
+    client_id: str | None
+    client_secret: pulumi.Output[str] | None
+    create_app: bool
+    secret_end_date: str | None
+
+
+def _registration(r: _Reader, keys: PlatformKeys) -> _Registration:
+    """The directory's tenant id and the app registration: given, or created by the program."""
+    directory = keys.directory
+    create_key = keys.create_app_key
+    create_app = r.flag(create_key, False)
+    tenant_id = r.setting(keys.key("TenantId"), directory.tenant_id_setting, required=True) or ""
     client_id: str | None = None
     client_secret: pulumi.Output[str] | None = None
     if create_app:
-        for key, present in (
-            ("b2cClientId", cfg.get("b2cClientId") is not None),
-            ("b2cClientSecret", cfg.get_secret("b2cClientSecret") is not None),
-        ):
-            if present:
-                problems.append(
-                    f"{r.key(key)} must not be set with photoshare:b2cCreateApp=true: the program "
+        for key in (keys.key("ClientId"), keys.key("ClientSecret")):
+            if r.is_set(key):
+                r.problems.append(
+                    f"{r.key(key)} must not be set with {r.key(create_key)}=true: the program "
                     "creates the app registration and its secret"
                 )
     else:
-        client_id = (
-            r.text(
-                "b2cClientId",
-                "",
-                required="AZURE_AD_B2C_CLIENT_ID, the app registration's "
-                "Application (client) ID in the B2C tenant (or set photoshare:b2cCreateApp=true)",
+        client_id = r.setting(keys.key("ClientId"), directory.client_id_setting, required=True) or ""
+        if client_id and client_id == tenant_id:
+            r.problems.append(
+                f"{r.key(keys.key('ClientId'))} equals {r.key(keys.key('TenantId'))}: the client id "
+                "is the app registration's Application (client) ID, not the directory's id"
             )
-            or ""
-        )
-        if client_id and not is_guid(client_id):
-            problems.append(
-                f"{r.key('b2cClientId')} (AZURE_AD_B2C_CLIENT_ID) must be the app registration's "
-                f"Application (client) ID, a GUID, got {client_id!r}"
-            )
-        if client_id and tenant_id and client_id.lower() == tenant_id.lower():
-            problems.append(
-                f"{r.key('b2cClientId')} equals {r.key('b2cTenantId')}: the client id is the app "
-                "registration's Application (client) ID, not the directory's id"
-            )
-        client_secret = cfg.get_secret("b2cClientSecret")
-        if client_secret is None:
-            problems.append(
-                f"{r.key('b2cClientSecret')} is required: AZURE_AD_B2C_CLIENT_SECRET, set it with "
-                "`pulumi config set --secret b2cClientSecret` (never as plain text)"
-            )
-        elif not pulumi.runtime.is_config_secret(r.key("b2cClientSecret")):
-            problems.append(
-                f"{r.key('b2cClientSecret')} is stored in plain text in Pulumi.<stack>.yaml; set it "
-                "again with `pulumi config set --secret b2cClientSecret` and rotate the secret"
-            )
-    policies = {}
-    for key, setting in (
-        ("b2cSignupSigninPolicy", "AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY"),
-        ("b2cPasswordResetPolicy", "AZURE_AD_B2C_PASSWORD_RESET_POLICY"),
-        ("b2cProfileEditPolicy", "AZURE_AD_B2C_PROFILE_EDIT_POLICY"),
-    ):
-        policy = r.text(key, SETTINGS_BY_NAME[setting].default) or ""
-        if not _POLICY.match(policy):
-            problems.append(
-                f"{r.key(key)} ({setting}) must be a user-flow name such as "
-                f"{SETTINGS_BY_NAME[setting].default}, got {policy!r}"
-            )
-        policies[key] = policy
-    b2c = B2CConfig(
-        tenant_name=tenant_name,
-        tenant_id=tenant_id.lower(),
+        client_secret = _client_secret(r, keys.key("ClientSecret"), directory.secret_setting)
+    return _Registration(
+        tenant_id=tenant_id,
         client_id=client_id,
         client_secret=client_secret,
-        signup_signin_policy=policies["b2cSignupSigninPolicy"],
-        password_reset_policy=policies["b2cPasswordResetPolicy"],
-        profile_edit_policy=policies["b2cProfileEditPolicy"],
-        authority_host=_host(r, "b2cAuthorityHost", "AZURE_AD_B2C_AUTHORITY_HOST"),
         create_app=create_app,
+        secret_end_date=_secret_end_date(r, create_app, create_key),
     )
 
-    # --- Database ----------------------------------------------------------------------------
+
+def _b2c(r: _Reader, keys: PlatformKeys) -> B2CConfig:
+    return B2CConfig(
+        **_registration(r, keys),
+        tenant_name=r.setting("b2cTenantName", "AZURE_AD_B2C_TENANT_NAME", required=True) or "",
+        signup_signin_policy=r.setting("b2cSignupSigninPolicy", "AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY") or "",
+        password_reset_policy=r.setting("b2cPasswordResetPolicy", "AZURE_AD_B2C_PASSWORD_RESET_POLICY") or "",
+        profile_edit_policy=r.setting("b2cProfileEditPolicy", "AZURE_AD_B2C_PROFILE_EDIT_POLICY") or "",
+        authority_host=r.setting("b2cAuthorityHost", "AZURE_AD_B2C_AUTHORITY_HOST"),
+    )
+
+
+def _external_id(r: _Reader, keys: PlatformKeys) -> ExternalIdConfig:
+    return ExternalIdConfig(
+        **_registration(r, keys),
+        tenant_subdomain=(
+            r.setting("externalIdTenantSubdomain", "EXTERNAL_ID_TENANT_SUBDOMAIN", required=True) or ""
+        ),
+        authority=r.setting("externalIdAuthority", "EXTERNAL_ID_AUTHORITY", app_default=False),
+    )
+
+
+def _client_secret(r: _Reader, key: str, variable: str) -> pulumi.Output[str] | None:
+    secret = r.config.get_secret(key)
+    if secret is None:
+        r.problems.append(
+            f"{r.key(key)} is required: {variable}, set it with "
+            f"`pulumi config set --secret {key}` (never as plain text)"
+        )
+    elif not pulumi.runtime.is_config_secret(r.key(key)):
+        r.problems.append(
+            f"{r.key(key)} is stored in plain text in Pulumi.<stack>.yaml; set it "
+            f"again with `pulumi config set --secret {key}` and rotate the secret"
+        )
+    return secret
+
+
+def _secret_end_date(r: _Reader, create_app: bool, create_key: str) -> str | None:
+    """When the client secret the program creates lapses. A later date rotates it: a password's
+    end date cannot change in place, so a new password replaces the old one."""
+    key = "appSecretEndDate"
+    raw = r.text(key)
+    if not create_app:
+        if raw is not None:
+            r.problems.append(
+                f"{r.key(key)} only applies when the program creates the app registration "
+                f"({r.key(create_key)}=true); a secret you configure yourself lapses on the date "
+                "chosen when it was created"
+            )
+        return None
+    today = datetime.datetime.now(datetime.UTC).date()
+    latest = today + datetime.timedelta(days=APP_SECRET_MAX_DAYS)
+    example = (today + datetime.timedelta(days=365)).isoformat()
+    if raw is None:
+        r.problems.append(
+            f"{r.key(key)} is required with {r.key(create_key)}=true: the date the client secret "
+            f"the program creates lapses (at most 24 months ahead), e.g. "
+            f"`pulumi config set {key} {example}`; a later date and `pulumi up` rotate it"
+        )
+        return None
+    try:
+        end = datetime.date.fromisoformat(raw)
+    except ValueError:
+        r.problems.append(f"{r.key(key)} must be a date such as {example}, got {raw!r}")
+        return None
+    if end <= today:
+        r.problems.append(
+            f"{r.key(key)} {raw} has passed: the client secret lapsed then; set a later date "
+            f"(e.g. {example}) and run `pulumi up` to create a new one"
+        )
+    elif end > latest:
+        r.problems.append(
+            f"{r.key(key)} {raw} is more than 24 months ahead, longer than Entra lets a client "
+            f"secret live; choose {latest.isoformat()} or earlier"
+        )
+    return f"{end.isoformat()}T00:00:00Z"
+
+
+def _database(r: _Reader) -> DatabaseConfig:
     sku_name = r.text("dbSku", "Standard_B1ms") or ""
     sku_match = _POSTGRES_SKU.match(sku_name)
     if not sku_match:
-        problems.append(
+        r.problems.append(
             f"{r.key('dbSku')} must be a Flexible Server compute size such as Standard_B1ms, "
             f"Standard_D2ds_v5 or Standard_E2ds_v5, got {sku_name!r}"
         )
     sku_tier = _POSTGRES_TIERS[sku_match.group(1)] if sku_match else "Burstable"
     version = r.text("dbVersion", "16") or ""
     if version not in POSTGRES_VERSIONS:
-        problems.append(
+        r.problems.append(
             f"{r.key('dbVersion')} must be one of {', '.join(POSTGRES_VERSIONS)}, got {version!r}"
         )
     storage_gb = r.integer("dbStorageGb", 32, low=32, high=32767)
     if storage_gb not in POSTGRES_STORAGE_GB:
-        problems.append(
+        r.problems.append(
             f"{r.key('dbStorageGb')} must be one of "
             f"{', '.join(map(str, POSTGRES_STORAGE_GB))}, got {storage_gb}"
         )
     high_availability = r.flag("dbHighAvailability", False)
     if high_availability and sku_tier == "Burstable":
-        problems.append(
+        r.problems.append(
             f"{r.key('dbHighAvailability')}=true needs a GeneralPurpose or MemoryOptimized "
             f"{r.key('dbSku')} (e.g. Standard_D2ds_v5); Burstable servers have no high availability"
         )
     network = r.text("dbNetwork", "vnet") or ""
     if network not in ("vnet", "public"):
-        problems.append(f"{r.key('dbNetwork')} must be vnet or public, got {network!r}")
+        r.problems.append(f"{r.key('dbNetwork')} must be vnet or public, got {network!r}")
         network = "vnet"
     raw_rules = r.structured("dbFirewallRules", [])
     firewall_rules = _firewall_rules(r, raw_rules)
     if network == "vnet" and raw_rules:
-        problems.append(
+        r.problems.append(
             f"{r.key('dbFirewallRules')} only applies with photoshare:dbNetwork=public: a "
             "VNet-integrated server has no public endpoint"
         )
-    database = DatabaseConfig(
+    return DatabaseConfig(
         version=version,
         sku_name=sku_name,
         sku_tier=sku_tier,
@@ -378,75 +572,61 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
         app_ip_slots=r.integer("dbAppIpSlots", 16, low=1, high=64),
     )
 
-    # --- Web app -----------------------------------------------------------------------------
-    web_sku = r.text("appServiceSku", "B1") or ""
-    if not _APP_SERVICE_SKU.match(web_sku):
-        problems.append(
+
+def _web(r: _Reader) -> WebConfig:
+    sku = r.text("appServiceSku", "B1") or ""
+    if not _APP_SERVICE_SKU.match(sku):
+        r.problems.append(
             f"{r.key('appServiceSku')} must be a Basic or higher Linux plan size such as B1, S1 or "
-            f"P0v3 (Free and Shared plans have no always-on or VNet integration), got {web_sku!r}"
+            f"P0v3 (Free and Shared plans have no always-on or VNet integration), got {sku!r}"
         )
     python_version = r.text("pythonVersion", "3.11") or ""
     if python_version not in PYTHON_VERSIONS:
-        problems.append(
+        r.problems.append(
             f"{r.key('pythonVersion')} must be one of {', '.join(PYTHON_VERSIONS)}, got {python_version!r}"
         )
-    web = WebConfig(
-        sku=web_sku,
+    return WebConfig(
+        sku=sku,
         capacity=r.integer("appServiceCapacity", 1, low=1, high=30),
         python_version=python_version,
     )
 
-    # --- Everything else ---------------------------------------------------------------------
-    vnet_address_space = r.text("vnetAddressSpace", "10.20.0.0/16") or ""
+
+def _vnet_address_space(r: _Reader) -> str:
+    space = r.text("vnetAddressSpace", "10.20.0.0/16") or ""
     try:
-        if ipaddress.IPv4Network(vnet_address_space).prefixlen > 23:
-            problems.append(f"{r.key('vnetAddressSpace')} must be /23 or larger (two /24 subnets)")
+        if ipaddress.IPv4Network(space).prefixlen > 23:
+            r.problems.append(f"{r.key('vnetAddressSpace')} must be /23 or larger (two /24 subnets)")
     except ValueError:
-        problems.append(f"{r.key('vnetAddressSpace')} must be an IPv4 CIDR block, got {vnet_address_space!r}")
-
-    app_settings = r.structured("appSettings", {})
-    if not isinstance(app_settings, dict):
-        problems.append(f"{r.key('appSettings')} must be a map of setting name to value")
-        app_settings = {}
-
-    result = StackConfig(
-        project=pulumi.get_project(),
-        stack=pulumi.get_stack(),
-        location=location,
-        owner=r.text("owner"),
-        b2c=b2c,
-        database=database,
-        web=web,
-        storage_allow_shared_key=r.flag("storageAllowSharedKey", False),
-        blob_soft_delete_days=r.integer("blobSoftDeleteDays", 7, low=1, high=365),
-        monitoring=r.flag("monitoring", True),
-        log_retention_days=r.integer("logRetentionDays", 30, low=30, high=730),
-        authority_host=_host(r, "authorityHost", "AZURE_AUTHORITY_HOST"),
-        graph_endpoint=_graph_endpoint(r),
-        vnet_address_space=vnet_address_space,
-        app_settings={str(k): str(v) for k, v in app_settings.items()},
-    )
-    if problems:
-        raise ConfigError(
-            f"Stack {result.stack!r} is not configured correctly:\n  - " + "\n  - ".join(problems)
-        )
-    return result
+        r.problems.append(f"{r.key('vnetAddressSpace')} must be an IPv4 CIDR block, got {space!r}")
+    return space
 
 
-def _graph_endpoint(reader: _Reader) -> str | None:
-    value = reader.text("graphEndpoint")
-    if value is not None and not value.startswith("https://"):
-        reader.problems.append(
-            f"{reader.key('graphEndpoint')} (GRAPH_ENDPOINT) must be an https URL such as "
-            f"https://graph.microsoft.com, got {value!r}"
-        )
-    return value.rstrip("/") if value else None
+def _app_settings(r: _Reader) -> dict[str, str]:
+    """Extra app settings; a declared one is checked by the app's parser (which app settings
+    may be set this way at all is decided in infra/appsettings.py)."""
+    raw = r.structured("appSettings", {})
+    if not isinstance(raw, dict):
+        r.problems.append(f"{r.key('appSettings')} must be a map of setting name to value")
+        return {}
+    values = {str(k): str(v) for k, v in raw.items()}
+    for name, value in values.items():
+        declared = SETTINGS_BY_NAME.get(name)
+        if declared is None or declared.secret:
+            continue
+        try:
+            declared.read(value)
+        except Invalid as exc:
+            r.problems.append(f"{r.key('appSettings')}.{name} {exc}")
+    return values
 
 
 def check_deploying_tenant(cfg: StackConfig, deploying_tenant_id: str) -> None:
-    """Refuse the source article's mistake: the main directory's tenant id given as the B2C one.
+    """Refuse the source article's mistake: the deploying directory's tenant id given as the
+    identity directory's (the B2C directory, or the external tenant).
 
     The app's Graph token would then come from the wrong directory (AADSTS700016/AADSTS90002).
     """
-    if cfg.b2c.tenant_id and cfg.b2c.tenant_id.lower() == deploying_tenant_id.lower():
-        raise ConfigError(TENANT_MIXUP)
+    tenant_id = cfg.identity.tenant_id
+    if tenant_id and tenant_id.lower() == deploying_tenant_id.lower():
+        raise ConfigError(TENANT_MIXUPS[cfg.platform])

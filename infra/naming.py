@@ -87,7 +87,7 @@ class Names:
 
     @property
     def default_host_name(self) -> str:
-        """Known before the app exists, so the B2C registration can name its redirect URI."""
+        """Known before the app exists, so the app registration can name its redirect URIs."""
         return f"{self.web_app}.azurewebsites.net"
 
     @property
@@ -111,5 +111,5 @@ class Names:
         return self._name("vnet", "vnet", 64)
 
     @property
-    def b2c_app_display_name(self) -> str:
+    def app_registration_display_name(self) -> str:
         return f"{self.project} ({self.stack})"

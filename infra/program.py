@@ -12,9 +12,10 @@ from typing import Any, TypedDict
 import pulumi
 from pulumi_azure_native import authorization, resources
 
+from app.settings import Platform
 from infra import appsettings
 from infra import config as stack_config
-from infra.b2c_app import B2CApp, B2CAppArgs
+from infra.app_registration import AppRegistration, AppRegistrationArgs
 from infra.database import AppFirewall, AppFirewallArgs, Database, DatabaseArgs
 from infra.identity import PlatformIdentity, PlatformIdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
@@ -26,6 +27,16 @@ from infra.vault import AppSecrets, AppSecretsArgs
 from infra.webapp import WebApp, WebAppArgs
 
 Packager = Callable[[stack_config.StackConfig], BuiltPackage]
+
+# The app's routes an app registration names: where sign-in returns, where sign-out returns.
+CALLBACK_PATH = "/auth/callback"
+POST_LOGOUT_PATH = "/"
+# A registration the program creates: its component name, and its client id's output (named
+# after the stack key it stands in for).
+REGISTRATIONS: dict[Platform, tuple[str, str]] = {
+    "b2c": ("b2c", "b2cClientId"),
+    "external_id": ("external-id", "externalIdClientId"),
+}
 
 
 class Common(TypedDict):
@@ -119,21 +130,26 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
         ),
     )
 
-    b2c_app = (
-        B2CApp(
-            "b2c",
-            B2CAppArgs(
-                tenant_id=cfg.b2c.tenant_id,
-                display_name=names.b2c_app_display_name,
-                redirect_uri=f"https://{names.default_host_name}/auth/callback",
+    identity = cfg.identity
+    site_url = f"https://{names.default_host_name}"
+    registration = (
+        AppRegistration(
+            REGISTRATIONS[identity.platform][0],
+            AppRegistrationArgs(
+                platform=identity.platform,
+                tenant_id=identity.tenant_id,
+                display_name=names.app_registration_display_name,
+                redirect_uri=site_url + CALLBACK_PATH,
+                post_logout_redirect_uri=site_url + POST_LOGOUT_PATH,
+                secret_end_date=identity.secret_end_date or "",
             ),
         )
-        if cfg.b2c.create_app
+        if identity.create_app
         else None
     )
-    client_secret = b2c_app.client_secret if b2c_app else cfg.b2c.client_secret
+    client_secret = registration.client_secret if registration else identity.client_secret
     if client_secret is None:  # config.load() already reported it; this keeps the types honest
-        raise stack_config.ConfigError("photoshare:b2cClientSecret is required")
+        raise stack_config.ConfigError(f"the {identity.platform} client secret is required")
 
     secrets = AppSecrets(
         "secrets",
@@ -141,7 +157,10 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             **common,
             vault_name=names.key_vault,
             tenant_id=client.tenant_id,
-            values={"b2c-client-secret": client_secret, "database-url": database.database_url},
+            values={
+                appsettings.CLIENT_SECRET_NAMES[identity.platform]: client_secret,
+                "database-url": database.database_url,
+            },
             generated=["flask-secret-key"],
         ),
     )
@@ -162,8 +181,8 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
     }
     if monitoring:
         resource_values["appinsights_connection_string"] = monitoring.connection_string
-    if b2c_app:
-        resource_values["b2c_client_id"] = b2c_app.client_id
+    if registration:
+        resource_values[appsettings.CREATED_CLIENT_ID] = registration.client_id
     app_settings = appsettings.render(
         sources,
         resources=resource_values,
@@ -206,9 +225,12 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             opts=pulumi.ResourceOptions(depends_on=[database]),
         )
 
+    deployed_url = pulumi.Output.concat("https://", site.default_host_name)
     outputs: dict[str, Any] = {
-        "siteUrl": pulumi.Output.concat("https://", site.default_host_name),
-        "redirectUri": pulumi.Output.concat("https://", site.default_host_name, "/auth/callback"),
+        "siteUrl": deployed_url,
+        # The URIs to register in the identity directory, whichever platform it is.
+        "redirectUri": pulumi.Output.concat(deployed_url, CALLBACK_PATH),
+        "postLogoutRedirectUri": pulumi.Output.concat(deployed_url, POST_LOGOUT_PATH),
         "resourceGroupName": group.name,
         "storageAccountName": images.account_name,
         "postgresServerName": database.server_name,
@@ -216,6 +238,7 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
         "keyVaultName": secrets.vault_name,
         "webAppName": names.web_app,
     }
-    if b2c_app:
-        outputs["b2cClientId"] = b2c_app.client_id
+    if registration:
+        outputs[REGISTRATIONS[identity.platform][1]] = registration.client_id
+        outputs["appSecretEndDate"] = registration.secret_end_date
     return outputs

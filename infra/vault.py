@@ -87,12 +87,11 @@ class AppSecrets(pulumi.ComponentResource):
         self.vault_id = self.vault.id
         self.vault_name = self.vault.name
         self.vault_uri = self.vault.properties.apply(lambda p: p.vault_uri)
-        # Versionless URIs, so App Service picks up a rotated secret. Built from the vault URI and
-        # the secret's id: not secret themselves, and the app waits for the secret.
-        self.secret_uris = {
-            secret_name: _secret_uri(self.vault_uri, secret_name, secret.id)
-            for secret_name, secret in self.secrets.items()
-        }
+        # Versioned URIs: a changed secret (a rotated client secret) changes the app setting, and
+        # App Service resolves references again at once on a configuration change, where a
+        # versionless reference may keep the old value for up to 24 hours (MicrosoftDocs/azure-docs
+        # articles/app-service/app-service-key-vault-references.md, "Rotation").
+        self.secret_uris = {secret_name: _secret_uri(secret) for secret_name, secret in self.secrets.items()}
         self.register_outputs(
             {
                 "vault_id": self.vault_id,
@@ -103,10 +102,9 @@ class AppSecrets(pulumi.ComponentResource):
         )
 
 
-def _secret_uri(
-    vault_uri: pulumi.Output[str], secret_name: str, secret_id: pulumi.Output[str]
-) -> pulumi.Output[str]:
-    """`https://<vault>.vault.azure.net/secrets/<name>`, resolved once the secret exists."""
-    return pulumi.Output.all(vault_uri, secret_id).apply(
-        lambda parts: f"{str(parts[0]).rstrip('/')}/secrets/{secret_name}"
-    )
+def _secret_uri(secret: keyvault.Secret) -> pulumi.Output[str]:
+    """`https://<vault>.vault.azure.net/secrets/<name>/<version>`, known once the secret exists.
+
+    The secret's outputs are secret because its value is; the URI holds no part of the value.
+    """
+    return pulumi.Output.unsecret(secret.properties.apply(lambda p: p.secret_uri_with_version))

@@ -2,11 +2,15 @@
 
 `deploy(config)` sets fresh mocks and config, runs `infra.program.build()` inside
 `@pulumi.runtime.test`, and returns every resource's type, name and inputs (secret inputs
-still wrapped, so tests can assert secretness) plus the resolved stack outputs.
+still wrapped, so tests can assert secretness) plus the resolved stack outputs. Each identity
+platform has its base configuration (`PLATFORM_CONFIGS`); `deploy(..., platform="external_id")`
+starts from the External ID one.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,19 +24,62 @@ from infra.package import BuiltPackage
 
 MAIN_TENANT = "11111111-2222-4333-8444-555555555555"  # the deploying identity's directory
 B2C_TENANT = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+EXTERNAL_TENANT = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"
 CLIENT_ID = "0f0e0d0c-0b0a-4909-8807-060504030201"
 SUBSCRIPTION = "99999999-8888-4777-8666-555555555555"
 B2C_CLIENT_SECRET = "b2c-client-secret-from-config"  # noqa: S105 - a test value to hunt for
+EXTERNAL_CLIENT_SECRET = "external-id-client-secret-from-config"  # noqa: S105 - a test value
+CREATED_CLIENT_ID = "12121212-3434-4565-8787-909090909090"  # what the mocked Entra assigns
+CREATED_APP_PASSWORD = "generated-app-password"  # noqa: S105 - what the mocked Entra generates
 OUTBOUND_IPS = "20.1.1.1,20.1.1.2,20.1.1.3"
 
-BASE_CONFIG: dict[str, Any] = {
+COMMON_CONFIG: dict[str, Any] = {
     "azure-native:location": "westeurope",
-    "photoshare:b2cTenantName": "contosob2c",
+    "photoshare:owner": "alice@example.com",
+}
+BASE_CONFIG: dict[str, Any] = {
+    **COMMON_CONFIG,
+    "photoshare:b2cTenantName": "adatumb2c",
     "photoshare:b2cTenantId": B2C_TENANT,
     "photoshare:b2cClientId": CLIENT_ID,
     "photoshare:b2cClientSecret": B2C_CLIENT_SECRET,
-    "photoshare:owner": "alice@example.com",
 }
+EXTERNAL_ID_CONFIG: dict[str, Any] = {
+    **COMMON_CONFIG,
+    "photoshare:identityPlatform": "externalId",
+    "photoshare:externalIdTenantSubdomain": "adatumcustomers",
+    "photoshare:externalIdTenantId": EXTERNAL_TENANT,
+    "photoshare:externalIdClientId": CLIENT_ID,
+    "photoshare:externalIdClientSecret": EXTERNAL_CLIENT_SECRET,
+}
+PLATFORMS = ("b2c", "external_id")
+PLATFORM_CONFIGS = {"b2c": BASE_CONFIG, "external_id": EXTERNAL_ID_CONFIG}
+# Per platform: its tenant, the stack keys a test changes, and the app settings they become.
+TENANTS = {"b2c": B2C_TENANT, "external_id": EXTERNAL_TENANT}
+KEY_PREFIXES = {"b2c": "photoshare:b2c", "external_id": "photoshare:externalId"}
+SETTING_PREFIXES = {"b2c": "AZURE_AD_B2C_", "external_id": "EXTERNAL_ID_"}
+CLIENT_SECRETS = {"b2c": B2C_CLIENT_SECRET, "external_id": EXTERNAL_CLIENT_SECRET}
+
+
+def key(platform: str, suffix: str) -> str:
+    """The platform's stack key: `key("external_id", "TenantId")` → photoshare:externalIdTenantId."""
+    return f"{KEY_PREFIXES[platform]}{suffix}"
+
+
+def secret_end_date(days: int = 180) -> str:
+    """A valid photoshare:appSecretEndDate, relative to today (the program refuses past dates)."""
+    return (datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=days)).isoformat()
+
+
+def create_app(platform: str) -> dict[str, Any]:
+    """Overrides that let the program create the platform's app registration."""
+    return {
+        key(platform, "CreateApp"): True,
+        key(platform, "ClientId"): None,
+        key(platform, "ClientSecret"): None,
+        "photoshare:appSecretEndDate": secret_end_date(),
+    }
+
 
 NAME_KEYS = {
     "azure-native:resources:ResourceGroup": "resourceGroupName",
@@ -117,6 +164,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["fullyQualifiedDomainName"] = f"{physical}.postgres.database.azure.com"
         elif typ == "azure-native:keyvault:Vault":
             state["properties"] = {**inputs["properties"], "vaultUri": f"https://{physical}.vault.azure.net/"}
+        elif typ == "azure-native:keyvault:Secret":
+            # Key Vault names each value's version; a new value is a new version.
+            uri = f"https://{inputs['vaultName']}.vault.azure.net/secrets/{physical}"
+            version = hashlib.sha256(str(inputs["properties"]["value"]).encode()).hexdigest()[:32]
+            # Outputs are secret where their inputs were, as in Pulumi's engine.
+            state["properties"] = rpc.wrap_rpc_secret(
+                {**inputs["properties"], "secretUri": uri, "secretUriWithVersion": f"{uri}/{version}"}
+            )
         elif typ == "azure-native:web:WebApp":
             state["defaultHostName"] = f"{physical}.azurewebsites.net"
             identity = inputs["identity"]
@@ -137,11 +192,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"generated-{args.name}-Aa1-_"
         elif typ == "azuread:index/application:Application":
-            state.update(clientId="12121212-3434-4565-8787-909090909090", objectId="app-object")
+            state.update(clientId=CREATED_CLIENT_ID, objectId="app-object")
         elif typ == "azuread:index/servicePrincipal:ServicePrincipal":
             state["objectId"] = "app-sp-object"
         elif typ == "azuread:index/applicationPassword:ApplicationPassword":
-            state["value"] = "generated-b2c-app-password"
+            state["value"] = CREATED_APP_PASSWORD
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
@@ -231,16 +286,33 @@ def run(
 
 
 @pytest.fixture(scope="session")
-def default() -> Deployment:
-    """The program run once with BASE_CONFIG: shared by the read-only assertions."""
-    return run(dict(BASE_CONFIG))
+def deployed() -> Callable[[str], Deployment]:
+    """`deployed("external_id")`: the program run once per platform with its base config, shared
+    by the read-only assertions."""
+    runs: dict[str, Deployment] = {}
+
+    def _deployed(platform: str) -> Deployment:
+        if platform not in runs:
+            runs[platform] = run(dict(PLATFORM_CONFIGS[platform]))
+        return runs[platform]
+
+    return _deployed
+
+
+@pytest.fixture(scope="session")
+def default(deployed: Callable[[str], Deployment]) -> Deployment:
+    """The program run once with BASE_CONFIG (B2C)."""
+    return deployed("b2c")
 
 
 @pytest.fixture
 def deploy() -> Iterator[Callable[..., Deployment]]:
-    """`deploy({"photoshare:key": value})`: run the program with BASE_CONFIG plus overrides."""
+    """`deploy({"photoshare:key": value}, platform="b2c")`: run the program with the platform's
+    base config plus overrides (None removes a key)."""
 
-    def _deploy(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Deployment:
-        return run({**BASE_CONFIG, **(overrides or {})}, **kwargs)
+    def _deploy(
+        overrides: dict[str, Any] | None = None, *, platform: str = "b2c", **kwargs: Any
+    ) -> Deployment:
+        return run({**PLATFORM_CONFIGS[platform], **(overrides or {})}, **kwargs)
 
     yield _deploy

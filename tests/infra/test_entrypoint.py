@@ -44,7 +44,12 @@ def test_the_entry_point_exports_the_documented_outputs(monkeypatch) -> None:
         runpy.run_path(str(REPO / "infra"), run_name="__main__")
 
     run_entry_point()
-    assert {"siteUrl", "redirectUri", "storageAccountName", "postgresServerFqdn", "resourceGroupName"} <= set(
-        exported
-    )
+    assert {
+        "siteUrl",
+        "redirectUri",
+        "postLogoutRedirectUri",
+        "storageAccountName",
+        "postgresServerFqdn",
+        "resourceGroupName",
+    } <= set(exported)
     assert str(REPO / "infra") not in sys.path

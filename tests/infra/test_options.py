@@ -5,9 +5,20 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra.b2c_app import GRAPH_APP_ID, GRAPH_USER_READ_ALL_ROLE
+from infra.app_registration import GRAPH_APP_ID, GRAPH_SCOPES, GRAPH_USER_READ_ALL_ROLE, PROFILES
+from infra.appsettings import CLIENT_SECRET_NAMES
 from infra.database import _addresses
-from tests.infra.conftest import B2C_TENANT, OUTBOUND_IPS
+from tests.infra.conftest import (
+    CREATED_APP_PASSWORD,
+    CREATED_CLIENT_ID,
+    MAIN_TENANT,
+    OUTBOUND_IPS,
+    PLATFORMS,
+    SETTING_PREFIXES,
+    TENANTS,
+    create_app,
+    secret_end_date,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -55,40 +66,88 @@ def test_outbound_address_slots_repeat_spares_and_refuse_too_many() -> None:
         _addresses(OUTBOUND_IPS, 2)
 
 
-def test_b2c_app_registration_is_off_by_default(default) -> None:
-    assert not [r for r in default.resources if r.typ.startswith("azuread:")]
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_app_registration_is_off_by_default(deployed, platform) -> None:
+    assert not [r for r in deployed(platform).resources if r.typ.startswith("azuread:")]
 
 
-def test_b2c_app_registration_is_created_in_the_b2c_tenant_when_asked(deploy) -> None:
-    deployment = deploy(
-        {
-            "photoshare:b2cCreateApp": True,
-            "photoshare:b2cClientId": None,
-            "photoshare:b2cClientSecret": None,
-        }
-    )
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_app_registration_is_created_in_the_identity_tenant_when_asked(deploy, platform) -> None:
+    deployment = deploy(create_app(platform), platform=platform)
     provider = deployment.one("pulumi:providers:azuread").plain
-    assert provider["tenantId"] == B2C_TENANT
+    assert provider["tenantId"] == TENANTS[platform] != MAIN_TENANT
+    for resource in deployment.resources:
+        if resource.typ.startswith("azuread:"):
+            assert resource.name.startswith("b2c-" if platform == "b2c" else "external-id-")
     registration = deployment.one("azuread:index/application:Application").plain
-    host = deployment.one("azure-native:web:WebApp").plain["name"] + ".azurewebsites.net"
-    assert registration["web"]["redirectUris"] == [f"https://{host}/auth/callback"]
-    assert registration["signInAudience"] == "AzureADandPersonalMicrosoftAccount"
+    site = "https://" + deployment.one("azure-native:web:WebApp").plain["name"] + ".azurewebsites.net"
+    # The sign-in callback, and the post-logout redirect URI the end-session endpoint checks.
+    assert registration["web"]["redirectUris"] == [f"{site}/auth/callback", f"{site}/"]
+    assert registration["web"]["implicitGrant"] == {
+        "accessTokenIssuanceEnabled": False,
+        "idTokenIssuanceEnabled": False,
+    }
+    assert "logoutUrl" not in registration["web"]
+    assert deployment.outputs["redirectUri"] == f"{site}/auth/callback"
+    assert deployment.outputs["postLogoutRedirectUri"] == f"{site}/"
+
+    profile = PROFILES[platform]
+    assert registration["signInAudience"] == profile.sign_in_audience
     [graph] = registration["requiredResourceAccesses"]
     assert graph["resourceAppId"] == GRAPH_APP_ID
     assert {"id": GRAPH_USER_READ_ALL_ROLE, "type": "Role"} in graph["resourceAccesses"]
+    assert {a["id"] for a in graph["resourceAccesses"] if a["type"] == "Scope"} == {
+        GRAPH_SCOPES[s] for s in profile.scopes
+    }
     consent = deployment.one("azuread:index/appRoleAssignment:AppRoleAssignment").plain
     assert consent == {
         "appRoleId": GRAPH_USER_READ_ALL_ROLE,
         "principalObjectId": "app-sp-object",
         "resourceObjectId": "graph-sp-object",
     }
+    grant = deployment.one(
+        "azuread:index/servicePrincipalDelegatedPermissionGrant:ServicePrincipalDelegatedPermissionGrant"
+    )
+    assert set(grant.plain["claimValues"]) >= {"openid", "offline_access"}
+    assert set(grant.plain["claimValues"]) == set(profile.scopes)
+
+    secret_name = CLIENT_SECRET_NAMES[platform]
     settings = deployment.app_settings
-    assert settings["AZURE_AD_B2C_CLIENT_ID"] == "12121212-3434-4565-8787-909090909090"
-    assert settings["AZURE_AD_B2C_CLIENT_SECRET"].startswith("@Microsoft.KeyVault(")
-    secret = deployment.named("secrets-b2c-client-secret").plain["properties"]["value"]
-    assert secret == "generated-b2c-app-password"
-    assert deployment.outputs["b2cClientId"] == "12121212-3434-4565-8787-909090909090"
+    prefix = SETTING_PREFIXES[platform]
+    assert settings[f"{prefix}CLIENT_ID"] == CREATED_CLIENT_ID
+    assert settings[f"{prefix}CLIENT_SECRET"].startswith("@Microsoft.KeyVault(")
+    assert f"/secrets/{secret_name}/" in settings[f"{prefix}CLIENT_SECRET"]
+    assert deployment.named(f"secrets-{secret_name}").plain["properties"]["value"] == CREATED_APP_PASSWORD
+    output = "b2cClientId" if platform == "b2c" else "externalIdClientId"
+    assert deployment.outputs[output] == CREATED_CLIENT_ID
     assert deployment.secret_outputs == set()
+
+
+def test_the_external_id_registration_puts_the_email_in_the_id_token(deploy) -> None:
+    """So the app has the address from the ID token, without a Graph call."""
+    deployment = deploy(create_app("external_id"), platform="external_id")
+    registration = deployment.one("azuread:index/application:Application").plain
+    assert registration["signInAudience"] == "AzureADMyOrg"
+    assert registration["optionalClaims"] == {"idTokens": [{"name": "email"}]}
+    grant = deployment.one(
+        "azuread:index/servicePrincipalDelegatedPermissionGrant:ServicePrincipalDelegatedPermissionGrant"
+    )
+    assert "email" in grant.plain["claimValues"]
+
+
+def test_the_b2c_registration_keeps_the_user_flow_audience_and_no_optional_claims(deploy) -> None:
+    registration = deploy(create_app("b2c")).one("azuread:index/application:Application").plain
+    assert registration["signInAudience"] == "AzureADandPersonalMicrosoftAccount"
+    assert "optionalClaims" not in registration
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_created_client_secret_lapses_on_the_configured_date(deploy, platform) -> None:
+    end = secret_end_date(300)
+    deployment = deploy({**create_app(platform), "photoshare:appSecretEndDate": end}, platform=platform)
+    password = deployment.one("azuread:index/applicationPassword:ApplicationPassword").plain
+    assert password["endDate"] == f"{end}T00:00:00Z"
+    assert deployment.outputs["appSecretEndDate"] == f"{end}T00:00:00Z"
 
 
 def test_monitoring_can_be_switched_off(deploy) -> None:

@@ -18,12 +18,15 @@ from infra.identity import (
     STORAGE_BLOB_DATA_READER,
 )
 from tests.infra.conftest import (
-    B2C_CLIENT_SECRET,
-    B2C_TENANT,
+    CLIENT_SECRETS,
+    CREATED_APP_PASSWORD,
     MAIN_TENANT,
+    PLATFORMS,
     SUBSCRIPTION,
+    TENANTS,
     Deployment,
     contains_secret,
+    create_app,
     plain,
 )
 
@@ -43,7 +46,7 @@ def secret_values(deployment: Deployment) -> list[str]:
     stored = [
         plain(r.inputs)["properties"]["value"] for r in deployment.of_type("azure-native:keyvault:Secret")
     ]
-    return [B2C_CLIENT_SECRET, *generated, *stored]
+    return [*CLIENT_SECRETS.values(), CREATED_APP_PASSWORD, *generated, *stored]
 
 
 # --- Storage ------------------------------------------------------------------------------------
@@ -136,13 +139,14 @@ def test_vnet_mode_has_no_public_endpoint_and_no_firewall(default) -> None:
 # --- Key Vault ----------------------------------------------------------------------------------
 
 
-def test_key_vault_uses_rbac_in_the_deploying_tenant(default) -> None:
-    properties = default.one("azure-native:keyvault:Vault").plain["properties"]
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_key_vault_uses_rbac_in_the_deploying_tenant(deployed, platform) -> None:
+    properties = deployed(platform).one("azure-native:keyvault:Vault").plain["properties"]
     assert properties["enableRbacAuthorization"] is True
     assert not properties.get("accessPolicies")
     assert properties["enableSoftDelete"] is True
-    # The vault belongs to the subscription's directory, never the B2C one.
-    assert properties["tenantId"] == MAIN_TENANT != B2C_TENANT
+    # The vault belongs to the subscription's directory, never the identity directory.
+    assert properties["tenantId"] == MAIN_TENANT != TENANTS[platform]
 
 
 def test_key_vault_holds_each_secret_as_a_pulumi_secret(default) -> None:
@@ -150,7 +154,7 @@ def test_key_vault_holds_each_secret_as_a_pulumi_secret(default) -> None:
     assert set(secrets) == {"b2c-client-secret", "database-url", "flask-secret-key"}
     for secret in secrets.values():
         assert contains_secret(secret.inputs["properties"]), secret.name
-    assert secrets["b2c-client-secret"].plain["properties"]["value"] == B2C_CLIENT_SECRET
+    assert secrets["b2c-client-secret"].plain["properties"]["value"] == CLIENT_SECRETS["b2c"]
     assert len(secrets["flask-secret-key"].plain["properties"]["value"]) > 16
 
 
@@ -239,32 +243,44 @@ def test_web_app_joins_the_vnet_by_default(default) -> None:
 # --- Secrets never leak; tags everywhere --------------------------------------------------------
 
 
-def test_no_secret_reaches_the_web_app_or_the_outputs(default) -> None:
-    app = default.one(WEB_APP)
+@pytest.fixture(params=[(p, created) for p in PLATFORMS for created in (False, True)], ids=str)
+def each_identity(request, deployed, deploy) -> Deployment:
+    """Each platform, with its app registration configured or created by the program."""
+    platform, created = request.param
+    return deploy(create_app(platform), platform=platform) if created else deployed(platform)
+
+
+def test_no_secret_reaches_the_web_app_or_the_outputs(each_identity) -> None:
+    app = each_identity.one(WEB_APP)
     assert not contains_secret(app.inputs), "a Pulumi secret flows into the web app's inputs"
-    exposed = json.dumps(app.plain) + json.dumps(default.outputs)
-    for value in secret_values(default):
+    exposed = json.dumps(app.plain) + json.dumps(each_identity.outputs)
+    for value in secret_values(each_identity):
         assert value not in exposed
 
 
-def test_outputs_are_the_documented_ones_and_none_is_secret(default) -> None:
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_outputs_are_the_documented_ones_and_none_is_secret(deployed, platform) -> None:
+    deployment = deployed(platform)
     assert {
         "siteUrl",
         "redirectUri",
+        "postLogoutRedirectUri",
         "storageAccountName",
         "postgresServerFqdn",
         "resourceGroupName",
-    } <= set(default.outputs)
-    assert default.secret_outputs == set()
-    host = default.one(WEB_APP).plain["name"] + ".azurewebsites.net"
-    assert default.outputs["siteUrl"] == f"https://{host}"
-    assert default.outputs["redirectUri"] == f"https://{host}/auth/callback"
-    assert default.outputs["postgresServerFqdn"].endswith(".postgres.database.azure.com")
+    } <= set(deployment.outputs)
+    assert deployment.secret_outputs == set()
+    host = deployment.one(WEB_APP).plain["name"] + ".azurewebsites.net"
+    assert deployment.outputs["siteUrl"] == f"https://{host}"
+    # The same URIs to register whichever the identity platform.
+    assert deployment.outputs["redirectUri"] == f"https://{host}/auth/callback"
+    assert deployment.outputs["postLogoutRedirectUri"] == f"https://{host}/"
+    assert deployment.outputs["postgresServerFqdn"].endswith(".postgres.database.azure.com")
 
 
-def test_secrets_only_appear_where_they_belong(default) -> None:
+def test_secrets_only_appear_where_they_belong(each_identity) -> None:
     allowed = {"azure-native:keyvault:Secret", "azure-native:dbforpostgresql:Server"}
-    for resource in default.resources:
+    for resource in each_identity.resources:
         if resource.typ in allowed:
             continue
         assert not contains_secret(resource.inputs), f"{resource.typ} {resource.name} gets a secret"
