@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -44,7 +45,8 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 F = TypeVar("F", bound=Callable[..., Any])
 
 FORGOT_PASSWORD = "AADB2C90118"  # noqa: S105  # a B2C error code
-CANCELLED = "AADB2C90091"
+# The user cancelled: B2C's code, and Entra's "user declined" (External ID's sign-in page).
+CANCELLED = ("AADB2C90091", "AADSTS65004")
 
 
 class SignInError(Exception):
@@ -178,10 +180,16 @@ class IdentityClient:
             raise SignInError("The ID token's nonce does not match this sign-in.")
         authority = self.authorities[flow]
         if authority.tenant_id is not None:
-            if str(claims.get("tid", "")).lower() != authority.tenant_id:
-                raise SignInError(
-                    f"The ID token's tenant (tid) is {claims.get('tid')!r}, not the external tenant."
+            tid = str(claims.get("tid", "")).lower()
+            if tid != authority.tenant_id:
+                mistake = diagnose(
+                    "token_tenant",
+                    self.directory,
+                    token_tenant=tid or "missing",
+                    tenant_id=authority.tenant_id,
+                    known_tenant=tid if is_guid(tid) else None,
                 )
+                raise SignInError(f"The ID token was refused: {mistake.detail}")
             if not claims.get("oid"):  # `sub` is pairwise there: never the user's object id
                 raise SignInError("The ID token has no oid claim.")
         if not claims.get("oid") and not claims.get("sub"):
@@ -298,11 +306,6 @@ def edit_profile() -> Response:
 @bp.get("/callback")
 def callback() -> Response | tuple[str, int]:
     pending = session.pop("auth_flow", None)
-    description = request.args.get("error_description", "")
-    if FORGOT_PASSWORD in description and "password_reset" in get_identity().authorities:
-        return _start_flow("password_reset", pending["next"] if pending else "/")
-    if CANCELLED in description:
-        return redirect(url_for("views.index"))
     identity = get_identity()
     if (
         not isinstance(pending, dict)
@@ -310,8 +313,18 @@ def callback() -> Response | tuple[str, int]:
         or pending.get("authority") not in identity.authorities
     ):
         return _sign_in_failed("This sign-in has expired or was already used. Please sign in again.")
+    # The state first: nothing in a response this browser's sign-in did not ask for is acted on
+    # (a link from another site could otherwise cancel a sign-in or start the reset flow).
+    if not hmac.compare_digest(request.args.get("state", ""), str(pending["flow"].get("state", ""))):
+        log.warning("sign-in response refused: its state is not this sign-in's")
+        return _sign_in_failed("The sign-in response did not match this sign-in. Please try again.")
     if request.args.get("error"):
-        log.warning("B2C returned %s", request.args.get("error"))
+        description = request.args.get("error_description", "")
+        if FORGOT_PASSWORD in description and "password_reset" in identity.authorities:
+            return _start_flow("password_reset", pending["next"])
+        if any(code in description for code in CANCELLED):
+            return redirect(url_for("views.index"))
+        log.warning("the sign-in service returned %s", request.args.get("error"))
         return _sign_in_failed("The sign-in service returned an error. Please try again.")
     flow, name = pending["flow"], pending["authority"]
     try:

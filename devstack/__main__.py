@@ -1,7 +1,9 @@
-"""`make dev`: start Azurite, PostgreSQL and the fake B2C/Graph server, then serve the app.
+"""`make dev`: start Azurite, PostgreSQL and the fake identity/Graph server, then serve the app.
 
-With real B2C settings in the environment or `.env`, the real tenant and Graph are used and
-the fake identity server is not started. Ctrl-C (or SIGTERM) stops everything.
+`IDENTITY_PLATFORM` (environment or `.env`; `b2c` by default, or `external_id`) picks the
+platform. With that platform's real tenant settings in the environment or `.env`, the real
+tenant and Graph are used and the fake identity server is not started. Ctrl-C (or SIGTERM)
+stops everything.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from dotenv import dotenv_values
 
 from devstack.appserver import PROJECT_ROOT, AppServer
 from devstack.process import ServiceError
-from devstack.stack import REAL_B2C_SETTINGS, LocalStack
+from devstack.stack import PLATFORMS, REAL_TENANT_SETTINGS, LocalStack
+
+_IDENTITY_PREFIXES = ("AZURE_AD_B2C_", "EXTERNAL_ID_", "IDENTITY_PLATFORM", "AZURE_AUTHORITY", "GRAPH_")
 
 
-def _real_b2c_settings(env_file: Path) -> dict[str, str]:
-    """B2C settings from .env / the environment; empty unless all four required ones are set."""
+def _identity_settings(env_file: Path) -> tuple[str, dict[str, str]]:
+    """The platform, and its real tenant's settings from .env / the environment: empty unless
+    all four required ones are set."""
     values = {k: v for k, v in dotenv_values(env_file).items() if v} if env_file.exists() else {}
-    values.update({k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "GRAPH_")) and v})
-    if all(values.get(name) for name in REAL_B2C_SETTINGS):
-        return {
-            k: v for k, v in values.items() if k.startswith(("AZURE_AD_B2C_", "AZURE_AUTHORITY", "GRAPH_"))
-        }
-    return {}
+    values.update({k: v for k, v in os.environ.items() if k.startswith(_IDENTITY_PREFIXES) and v})
+    platform = values.get("IDENTITY_PLATFORM", "b2c").strip().lower()
+    if all(values.get(name) for name in REAL_TENANT_SETTINGS.get(platform, ())):
+        return platform, {k: v for k, v in values.items() if k.startswith(_IDENTITY_PREFIXES)}
+    return platform, {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fake's per-request lines
-    real_b2c = _real_b2c_settings(args.env_file)
+    platform, real = _identity_settings(args.env_file)
+    if platform not in PLATFORMS:
+        print(f"error: IDENTITY_PLATFORM must be {' or '.join(PLATFORMS)}, got {platform!r}", file=sys.stderr)
+        return 2
+    name = "External ID" if platform == "external_id" else "B2C"
     stop_requested = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -49,22 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    stack = LocalStack(fake_identity=not real_b2c, tls_dir=PROJECT_ROOT / ".devstack" / "tls")
+    stack = LocalStack(fake_identity=not real, tls_dir=PROJECT_ROOT / ".devstack" / "tls", platform=platform)
     app: AppServer | None = None
     try:
-        print("starting PostgreSQL, Azurite" + ("" if real_b2c else " and the fake B2C/Graph server") + "…")
+        print("starting PostgreSQL, Azurite" + ("" if real else f" and the fake {name}/Graph server") + "…")
         stack.start()
-        env = stack.app_env(None, **real_b2c)
+        env = stack.app_env(None, **real)
         app = AppServer(env=env, port=args.port, log_dir=stack.base_dir).start()
         url = f"http://localhost:{args.port}"
         print()
         print(f"  photoshare is running at {url}")
-        if real_b2c:
-            print(f"  signing in with the real B2C tenant {real_b2c['AZURE_AD_B2C_TENANT_NAME']}")
+        if real:
+            tenant = real.get("AZURE_AD_B2C_TENANT_NAME") or real.get("EXTERNAL_ID_TENANT_SUBDOMAIN")
+            print(f"  signing in with the real {name} tenant {tenant}")
             print(f"  (register {url}/auth/callback as a redirect URI of the app registration)")
         else:
             assert stack.fake is not None
-            print(f"  fake B2C/Graph at {stack.fake.base_url}: sign up on its page with any email")
+            where = stack.fake.external_id_url if platform == "external_id" else stack.fake.base_url
+            print(f"  fake {name}/Graph at {where}: sign up on its page with any email")
             print("  its certificate comes from a local throw-away CA: accept the browser's warning,")
             print(f"  or trust {stack.ca_pem} once (it is kept in .devstack/ across runs)")
         print(f"  app log: {app.log_path}")

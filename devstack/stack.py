@@ -20,40 +20,77 @@ from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import load_or_make_tls, make_tls
 from devstack.postgres import Postgres
 
-# Settings that, when present (in the environment or .env), mean "use the real B2C tenant".
-REAL_B2C_SETTINGS = (
-    "AZURE_AD_B2C_TENANT_NAME",
-    "AZURE_AD_B2C_TENANT_ID",
-    "AZURE_AD_B2C_CLIENT_ID",
-    "AZURE_AD_B2C_CLIENT_SECRET",
-)
+# Per IDENTITY_PLATFORM, the settings that, all present (in the environment or .env), mean
+# "use the real tenant" rather than the fake.
+REAL_TENANT_SETTINGS = {
+    "b2c": (
+        "AZURE_AD_B2C_TENANT_NAME",
+        "AZURE_AD_B2C_TENANT_ID",
+        "AZURE_AD_B2C_CLIENT_ID",
+        "AZURE_AD_B2C_CLIENT_SECRET",
+    ),
+    "external_id": (
+        "EXTERNAL_ID_TENANT_SUBDOMAIN",
+        "EXTERNAL_ID_TENANT_ID",
+        "EXTERNAL_ID_CLIENT_ID",
+        "EXTERNAL_ID_CLIENT_SECRET",
+    ),
+}
+PLATFORMS = tuple(REAL_TENANT_SETTINGS)
 # requests lets these override a Session's verify=; set to a bundle of the system roots plus the
 # fake's CA, for the app and for any process of ours that talks to the fake.
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-def identity_env(fake: FakeIdentityServer, bundle_pem: Path) -> dict[str, str]:
-    """The app's B2C/Entra/Graph settings for a running fake, and the trust for its CA."""
+def identity_env(fake: FakeIdentityServer, bundle_pem: Path, platform: str = "b2c") -> dict[str, str]:
+    """The app's identity and Graph settings for a running fake, on `platform`, and the trust
+    for its CA. The fake's main port plays login.microsoftonline.com, b2clogin.com and Graph;
+    its second port ciamlogin.com."""
     config = fake.config
     host = f"{config.public_host}:{fake.port}"
+    common = {
+        "IDENTITY_PLATFORM": platform,
+        "AZURE_AUTHORITY_HOST": host,
+        "GRAPH_ENDPOINT": fake.base_url,
+        **dict.fromkeys(CA_BUNDLE_VARIABLES, str(bundle_pem)),
+    }
+    if platform == "external_id":
+        return {
+            "EXTERNAL_ID_TENANT_SUBDOMAIN": config.external_subdomain,
+            "EXTERNAL_ID_TENANT_ID": config.external_tenant_id,
+            "EXTERNAL_ID_CLIENT_ID": config.external_client_id,
+            "EXTERNAL_ID_CLIENT_SECRET": config.external_client_secret,
+            "EXTERNAL_ID_AUTHORITY": f"{fake.external_id_url}/{config.external_tenant_id}/v2.0",
+            **common,
+        }
     return {
         "AZURE_AD_B2C_TENANT_NAME": config.b2c_tenant_name,
         "AZURE_AD_B2C_TENANT_ID": config.b2c_tenant_id,
         "AZURE_AD_B2C_CLIENT_ID": config.client_id,
         "AZURE_AD_B2C_CLIENT_SECRET": config.client_secret,
         "AZURE_AD_B2C_AUTHORITY_HOST": host,
-        "AZURE_AUTHORITY_HOST": host,
-        "GRAPH_ENDPOINT": fake.base_url,
-        **dict.fromkeys(CA_BUNDLE_VARIABLES, str(bundle_pem)),
+        **common,
     }
+
+
+def without_identity(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without any platform's identity settings (each platform refuses the other's)."""
+    prefixes = ("AZURE_AD_B2C_", "EXTERNAL_ID_", "IDENTITY_PLATFORM")
+    return {k: v for k, v in env.items() if not k.startswith(prefixes)}
 
 
 class LocalStack:
     """Everything the app needs, as local processes (and a thread for the fake identity server)."""
 
     def __init__(
-        self, *, base_dir: Path | None = None, fake_identity: bool = True, tls_dir: Path | None = None
+        self,
+        *,
+        base_dir: Path | None = None,
+        fake_identity: bool = True,
+        tls_dir: Path | None = None,
+        platform: str = "b2c",
     ) -> None:
+        self.platform = platform
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="photoshare-devstack-"))
         self.base_dir.chmod(0o711)  # the postgres user must reach its data dir below
@@ -89,7 +126,8 @@ class LocalStack:
         )
         env.pop("AZURE_STORAGE_ACCOUNT_URL", None)
         if self.fake is not None and self.bundle_pem is not None:
-            env.update(identity_env(self.fake, self.bundle_pem))
+            env = without_identity(env)
+            env.update(identity_env(self.fake, self.bundle_pem, self.platform))
         env.update(overrides)
         return env
 

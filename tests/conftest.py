@@ -7,9 +7,11 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
+from app.settings import B2C_DIRECTORY, EXTERNAL_DIRECTORY, Directory
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
@@ -60,14 +62,68 @@ def fake(identity: FakeIdentityServer) -> Iterator[FakeIdentityClient]:
     client.reset()
 
 
+PLATFORMS = ("b2c", "external_id")
+# On External ID, the B2C account kinds the tests name stand for the closest kind there, and
+# for whether the ID token carries the email (the app registration's `email` optional claim).
+EXTERNAL_KINDS = {
+    "local_with_emails_claim": ("email_password", True),
+    "local": ("email_password", False),
+    "social": ("google", False),
+    "email_password": ("email_password", False),
+    "email_otp": ("email_otp", False),
+    "google": ("google", False),
+}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One identity platform as the tests see it: its name, the fake's ids for it, and the
+    app's names for its settings."""
+
+    name: str
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    directory: Directory
+
+    @property
+    def external_id(self) -> bool:
+        return self.name == "external_id"
+
+
 @pytest.fixture
-def make_user(fake: FakeIdentityClient) -> Callable[..., dict]:
-    """Create a user in the fake B2C directory: kind local_with_emails_claim | local | social."""
+def platform(request: pytest.FixtureRequest, identity: FakeIdentityServer) -> Platform:
+    """The identity platform a test runs on: B2C, unless parametrized (`indirect=True`) with
+    `PLATFORMS`."""
+    name = getattr(request, "param", "b2c")
+    cfg = identity.config
+    if name == "external_id":
+        return Platform(
+            name,
+            cfg.external_tenant_id,
+            cfg.external_client_id,
+            cfg.external_client_secret,
+            EXTERNAL_DIRECTORY,
+        )
+    return Platform(name, cfg.b2c_tenant_id, cfg.client_id, cfg.client_secret, B2C_DIRECTORY)
+
+
+@pytest.fixture
+def make_user(fake: FakeIdentityClient, platform: Platform) -> Callable[..., dict]:
+    """Create a user in the platform's directory of the fake: kind local_with_emails_claim |
+    local | social (on External ID also email_password | email_otp | google)."""
 
     def make(kind: str = "local_with_emails_claim", **extra: str) -> dict:
         email = f"user-{uuid.uuid4().hex[:10]}@example.com"
         password = secrets.token_urlsafe(12)
-        user = fake.add_user(email, password, name=f"Test {kind}", kind=kind, **extra)
+        if platform.external_id:
+            kind, claim = EXTERNAL_KINDS[kind]
+            fake.set_knobs(email_claim=claim)
+            user = fake.add_user(
+                email, password, name=f"Test {kind}", kind=kind, directory="external", **extra
+            )
+        else:
+            user = fake.add_user(email, password, name=f"Test {kind}", kind=kind, **extra)
         return {**user, "email": email, "password": password}
 
     return make

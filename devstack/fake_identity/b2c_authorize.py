@@ -54,7 +54,7 @@ def _flow(policy: str) -> str:
     return "signin"
 
 
-def _oauth_params() -> dict[str, str]:
+def oauth_params() -> dict[str, str]:
     """Request parameters, the page's hidden fields winning over the query string on POST."""
     params = {name: request.args.get(name, "") for name in OAUTH_PARAMS}
     if request.method == "POST":
@@ -71,9 +71,7 @@ def _check_client(fake: FakeIdentity, params: dict[str, str]) -> None:
     if client_id.lower() != cfg.client_id:
         raise Rejected(error_page(400, *unregistered_client(fake, client_id)))
     redirect_uri = params["redirect_uri"]
-    parsed = urlsplit(redirect_uri)
-    registered = not cfg.redirect_uris or redirect_uri in cfg.redirect_uris
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or not registered:
+    if not fake.redirect_uri_registered(redirect_uri):
         raise Rejected(
             error_page(
                 400,
@@ -139,7 +137,7 @@ def _request_error(params: dict[str, str]) -> tuple[str, str, str] | None:
     return None
 
 
-def _respond(params: dict[str, str], fields: dict[str, str]) -> BaseResponse:
+def respond(params: dict[str, str], fields: dict[str, str]) -> BaseResponse:
     """Send the result to the app's redirect URI, in its query string."""
     if params["state"]:
         fields = {**fields, "state": params["state"]}
@@ -149,7 +147,7 @@ def _respond(params: dict[str, str], fields: dict[str, str]) -> BaseResponse:
 
 
 def _respond_error(params: dict[str, str], error: str, code: str, message: str) -> BaseResponse:
-    return _respond(params, {"error": error, "error_description": b2c_description(code, message)})
+    return respond(params, {"error": error, "error_description": b2c_description(code, message)})
 
 
 def _page(policy: str, params: dict[str, str], **values: Any) -> Response:
@@ -188,7 +186,7 @@ def authorize(tenant: str, policy: str) -> BaseResponse:
     fake = current()
     fake.state.count("authorize" if request.method == "GET" else "authorize_submit")
     policy = resolve(fake, tenant, policy, html=True)
-    params = _oauth_params()
+    params = oauth_params()
     _check_client(fake, params)
     problem = _request_error(params)
     if problem is not None:
@@ -215,7 +213,7 @@ def authorize(tenant: str, policy: str) -> BaseResponse:
 
 def _sign_in(fake: FakeIdentity, policy: str, params: dict[str, str]) -> BaseResponse:
     email = request.form.get("email", "").strip()
-    user = fake.state.user_by_email(email) if email else None
+    user = fake.state.user_by_email(email, "b2c") if email else None
     if user is None:
         return _page(policy, params, error="We can't seem to find your account.", email=email)
     if not user.check_password(request.form.get("password", "")):
@@ -255,4 +253,4 @@ def _complete(fake: FakeIdentity, policy: str, params: dict[str, str], user: Fak
             auth_time=int(time.time()),
         )
     )
-    return _respond(params, {"code": code})
+    return respond(params, {"code": code})

@@ -20,7 +20,7 @@ from .context import FakeIdentity, current
 from .entra import client_credentials_from_request
 from .errors import b2c_error, missing_parameter
 from .state import SOCIAL_IDP, FakeUser
-from .tokens import apply_defect, b2c_id_token_claims, b64url, b64url_json, unsigned_jwt
+from .tokens import b2c_id_token_claims, b64url, b64url_json, sign_id_token
 
 bp = Blueprint("fake_b2c_token", __name__)
 
@@ -141,14 +141,7 @@ def _id_token(fake: FakeIdentity, user: FakeUser, policy: str, nonce: str | None
         emails=[user.email] if user.emails_claim else None,
         idp=SOCIAL_IDP if user.is_social else None,
     )
-    defect = fake.state.take_id_token_defect()
-    if defect is not None:
-        claims = apply_defect(claims, defect)
-    if defect == "bad_signature":
-        return fake.key.sign_with_wrong_key(claims)
-    if defect == "alg_none":
-        return unsigned_jwt(claims)
-    return fake.key.sign(claims)
+    return sign_id_token(fake.key, claims, fake.state.take_id_token_defect("b2c"))
 
 
 def _token_response(

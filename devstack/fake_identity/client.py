@@ -1,7 +1,9 @@
-"""A small HTTP client for a running fake: its control API and its sign-in page.
+"""A small HTTP client for a running fake: its control API and its sign-in pages (B2C's and
+External ID's).
 
 Tests and `make dev` tooling use this whether the fake runs in-process or as a CLI process,
-and it fills the sign-in page exactly as a browser would (GET the page, POST its form).
+and it fills the sign-in pages exactly as a browser would (GET the page, POST its forms, read
+the one-time passcode from the page that stands in for the inbox).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
+from .state import PASSWORD_KINDS
+
 
 @dataclass
 class HtmlForm:
@@ -23,15 +27,18 @@ class HtmlForm:
 
 
 class _FormParser(HTMLParser):
-    """Collect forms (hidden/text inputs, selects, submit buttons) and the error banner."""
+    """Collect forms (hidden/text inputs, selects, submit buttons), the error banner and the
+    passcode the fake inbox shows."""
 
     def __init__(self) -> None:
         super().__init__()
         self.forms: dict[str, HtmlForm] = {}
         self.error: str | None = None
+        self.inbox_code: str | None = None
         self._form: HtmlForm | None = None
         self._select: str | None = None
         self._in_error = False
+        self._in_code = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -50,6 +57,9 @@ class _FormParser(HTMLParser):
         elif tag == "div" and "error" in a.get("class", "").split():
             self._in_error = True
             self.error = ""
+        elif a.get("id") == "inbox-code":
+            self._in_code = True
+            self.inbox_code = ""
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
@@ -58,10 +68,13 @@ class _FormParser(HTMLParser):
             self._select = None
         elif tag == "div":
             self._in_error = False
+        self._in_code = False
 
     def handle_data(self, data: str) -> None:
         if self._in_error:
             self.error = (self.error or "") + data
+        if self._in_code:
+            self.inbox_code = (self.inbox_code or "") + data.strip()
 
 
 def parse_page(html: str) -> _FormParser:
@@ -76,7 +89,8 @@ class AuthorizeResult:
 
     `params` holds the response sent to the app in the redirect's query string (code+state, or
     error+error_description+state); `error_message` is the inline message when the page was
-    shown again (wrong password, email taken...).
+    shown again (wrong password, email taken...); `inbox_code` the one-time passcode a code
+    page shows; `url` the page's address (the next form's base).
     """
 
     status_code: int
@@ -84,6 +98,8 @@ class AuthorizeResult:
     params: dict[str, str]
     error_message: str | None
     html: str
+    inbox_code: str | None = None
+    url: str = ""
 
 
 class FakeIdentityClient:
@@ -123,17 +139,26 @@ class FakeIdentityClient:
         password: str | None = None,
         *,
         name: str | None = None,
-        kind: str = "local_with_emails_claim",
+        kind: str | None = None,
         mail: str | None = None,
         oid: str | None = None,
+        directory: str = "b2c",
     ) -> dict[str, Any]:
-        body = {"email": email, "password": password, "name": name, "kind": kind, "mail": mail}
-        if oid is not None:
-            body["oid"] = oid
+        """Add a user to `directory` (`b2c` or `external`); `kind` defaults to the directory's
+        first (`local_with_emails_claim`, `email_password`)."""
+        body = {
+            "email": email,
+            "password": password,
+            "name": name,
+            "kind": kind,
+            "mail": mail,
+            "oid": oid,
+            "directory": directory,
+        }
         return self._call("POST", "users", {k: v for k, v in body.items() if v is not None})
 
-    def users(self) -> list[dict[str, Any]]:
-        return self._call("GET", "users")
+    def users(self, directory: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", f"users?directory={directory}" if directory else "users")
 
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
         return self._call("POST", "knobs", knobs)
@@ -147,27 +172,63 @@ class FakeIdentityClient:
     def counters(self) -> dict[str, int]:
         return self._call("GET", "counters")
 
-    # --- the sign-in page ----------------------------------------------------------------
+    # --- the sign-in pages ---------------------------------------------------------------
     def submit_authorize(self, auth_uri: str, action: str = "signin", **fields: str) -> AuthorizeResult:
         """GET `auth_uri`, fill the form holding the `action` button, POST it (no redirects)."""
         page = self.session.get(auth_uri, timeout=self.timeout, allow_redirects=False)
         if page.status_code != 200:
             raise RuntimeError(f"sign-in page failed: {page.status_code} {page.text[:500]}")
-        parsed = parse_page(page.text)
-        form = next((f for f in parsed.forms.values() if action in f.buttons), None)
-        if form is None:
-            raise RuntimeError(f"the sign-in page has no {action!r} button")
-        data = {**form.fields, **fields, form.buttons[action]: action}
-        response = self.session.post(
-            urljoin(auth_uri, form.action), data=data, timeout=self.timeout, allow_redirects=False
+        return self.submit_form(
+            AuthorizeResult(200, None, {}, None, page.text, url=auth_uri), action, **fields
         )
-        return self._result(response)
+
+    def submit_form(self, shown: AuthorizeResult, action: str, **fields: str) -> AuthorizeResult:
+        """On a page a previous step showed, fill the form holding `action` and POST it."""
+        form = next((f for f in parse_page(shown.html).forms.values() if action in f.buttons), None)
+        if form is None:
+            raise RuntimeError(
+                f"the page has no {action!r} button"
+                + (f" (it says: {shown.error_message})" if shown.error_message else "")
+            )
+        data = {**form.fields, **fields, form.buttons[action]: action}
+        url = urljoin(shown.url, form.action)
+        response = self.session.post(url, data=data, timeout=self.timeout, allow_redirects=False)
+        return self._result(response, url)
 
     def sign_in(self, auth_uri: str, email: str, password: str) -> dict[str, str]:
-        """Sign in and return the parameters sent to the app's redirect URI."""
+        """Sign in with email and password; return the parameters sent to the app's redirect URI."""
         return self._expect_redirect(
             self.submit_authorize(auth_uri, "signin", email=email, password=password)
         )
+
+    def sign_in_with_passcode(self, auth_uri: str, email: str) -> dict[str, str]:
+        """External ID's email one-time passcode: ask for a code, read it from the page, enter it."""
+        sent = self.submit_authorize(auth_uri, "otp_send", email=email)
+        return self._expect_redirect(self._enter_code(sent, "otp_verify"))
+
+    def sign_in_with_google(self, auth_uri: str, email: str) -> dict[str, str]:
+        """External ID's "Sign in with Google": the fake Google page asks only for the address."""
+        google = self.submit_authorize(auth_uri, "google")
+        return self._expect_redirect(self.submit_form(google, "google_signin", email=email))
+
+    def sign_in_as(self, auth_uri: str, user: dict[str, Any]) -> dict[str, str]:
+        """Complete sign-in on either platform's page as `user` (a dict with `email`, `kind` and,
+        for password kinds, `password`, as the control API and the test fixtures give them)."""
+        kind = user.get("kind") or "local_with_emails_claim"
+        if kind == "email_otp":
+            return self.sign_in_with_passcode(auth_uri, user["email"])
+        if kind == "google":
+            return self.sign_in_with_google(auth_uri, user["email"])
+        if kind not in PASSWORD_KINDS:
+            raise ValueError(f"unknown user kind {kind!r}")
+        return self.sign_in(auth_uri, user["email"], user["password"])
+
+    def reset_password_in_flow(self, auth_uri: str, email: str, new_password: str) -> dict[str, str]:
+        """External ID's "Forgot password?": get a code, enter it with a new password; the flow
+        then continues to the app as a sign-in."""
+        forgot = self.submit_authorize(auth_uri, "forgot")
+        sent = self.submit_form(forgot, "reset_send", email=email)
+        return self._expect_redirect(self._enter_code(sent, "reset_complete", new_password=new_password))
 
     def sign_up(
         self,
@@ -178,10 +239,19 @@ class FakeIdentityClient:
         password: str,
         kind: str = "local_with_emails_claim",
     ) -> dict[str, str]:
-        """Create an account through the page, as a person would, and return the response."""
-        return self._expect_redirect(
-            self.submit_authorize(auth_uri, "signup", name=name, email=email, password=password, kind=kind)
+        """Create an account through the page, as a person would, and return the response.
+        (External ID's page takes no `kind`, and verifies the address with a code first.)"""
+        result = self.submit_authorize(
+            auth_uri, "signup", name=name, email=email, password=password, kind=kind
         )
+        if result.inbox_code:
+            result = self._enter_code(result, "otp_verify")
+        return self._expect_redirect(result)
+
+    def _enter_code(self, shown: AuthorizeResult, action: str, **fields: str) -> AuthorizeResult:
+        if not shown.inbox_code:
+            raise RuntimeError(f"no code was sent: {shown.error_message or shown.status_code}")
+        return self.submit_form(shown, action, code=shown.inbox_code, **fields)
 
     @staticmethod
     def _expect_redirect(result: AuthorizeResult) -> dict[str, str]:
@@ -190,19 +260,22 @@ class FakeIdentityClient:
         return result.params
 
     @staticmethod
-    def _result(response: requests.Response) -> AuthorizeResult:
+    def _result(response: requests.Response, url: str) -> AuthorizeResult:
         location = response.headers.get("Location") if response.is_redirect else None
         params: dict[str, str] = {}
-        error_message = None
+        error_message = inbox_code = None
         if location:
             params = dict(parse_qsl(urlsplit(location).query))
         elif response.status_code == 200:
             parsed = parse_page(response.text)
             error_message = parsed.error.strip() if parsed.error else None
+            inbox_code = parsed.inbox_code or None
         return AuthorizeResult(
             status_code=response.status_code,
             location=location,
             params=params,
             error_message=error_message,
             html=response.text,
+            inbox_code=inbox_code,
+            url=url,
         )

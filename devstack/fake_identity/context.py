@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from flask import current_app, request
 
@@ -20,6 +22,8 @@ class FakeIdentity:
     config: FakeConfig
     state: FakeState
     key: SigningKey
+    # Salt of the pairwise `sub` values (per user, per app, per tenant) in External ID tokens.
+    pairwise_salt: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def b2c_tenant_matches(self, segment: str) -> bool:
         """B2C accepts the tenant as `name.onmicrosoft.com` or as its GUID, in any case."""
@@ -30,15 +34,43 @@ class FakeIdentity:
         wanted = segment.lower()
         return next((p for p in self.config.policies if p.lower() == wanted), None)
 
+    def external_tenant_matches(self, segment: str) -> bool:
+        """The external tenant is named by its GUID or its initial domain, in any case."""
+        return segment.lower() in {self.config.external_tenant_id, self.config.external_domain.lower()}
+
     def entra_tenant_id(self, segment: str) -> str | None:
-        """The GUID of a directory that exists (B2C by GUID or domain, or the main one)."""
+        """The GUID of a directory that exists (B2C or external by GUID or domain, or the main one)."""
         segment = segment.lower()
         cfg = self.config
         if segment in {cfg.b2c_tenant_id.lower(), cfg.b2c_domain.lower()}:
             return cfg.b2c_tenant_id
+        if self.external_tenant_matches(segment):
+            return cfg.external_tenant_id
         if segment == cfg.main_tenant_id.lower():
             return cfg.main_tenant_id
         return None
+
+    def directory_of(self, tenant_id: str) -> str | None:
+        """Which user directory a tenant GUID holds: `b2c`, `external`, or None (the main one)."""
+        return {self.config.b2c_tenant_id: "b2c", self.config.external_tenant_id: "external"}.get(tenant_id)
+
+    def registration(self, tenant_id: str, client_id: str) -> tuple[str, str] | None:
+        """(client id, secret) of the app registered as `client_id` in `tenant_id`, if any."""
+        cfg = self.config
+        registered = {
+            cfg.b2c_tenant_id: (cfg.client_id, cfg.client_secret),
+            cfg.external_tenant_id: (cfg.external_client_id, cfg.external_client_secret),
+        }.get(tenant_id)
+        if registered is None or client_id.lower() != registered[0]:
+            return None
+        return registered
+
+    def redirect_uri_registered(self, uri: str) -> bool:
+        """An http(s) URL in `config.redirect_uris` (any such URL when the list is empty)."""
+        parsed = urlsplit(uri)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            return False
+        return not self.config.redirect_uris or uri in self.config.redirect_uris
 
 
 def current() -> FakeIdentity:

@@ -1,7 +1,7 @@
 """Test control API under /_fake/: seed users, flip failure knobs, read call counters.
 
-It lives on the same origin as the fake Microsoft endpoints because this server is never
-deployed; production code must never call it.
+It lives on the same origins as the fake Microsoft endpoints (both listeners serve it, over the
+same state) because this server is never deployed; production code must never call it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .state import StateError
 
 bp = Blueprint("fake_control", __name__, url_prefix="/_fake")
 
-USER_FIELDS = {"email", "password", "name", "kind", "mail", "oid"}
+USER_FIELDS = {"email", "password", "name", "kind", "mail", "oid", "directory"}
 
 
 @bp.errorhandler(StateError)
@@ -37,7 +37,9 @@ def health() -> Response:
 
 @bp.get("/users")
 def list_users() -> Response:
-    return jsonify([user.public() for user in current().state.users()])
+    """All users, or one directory's with `?directory=b2c|external`."""
+    directory = request.args.get("directory")
+    return jsonify([user.public() for user in current().state.users(directory)])
 
 
 @bp.post("/users")

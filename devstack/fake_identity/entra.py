@@ -2,7 +2,9 @@
 
 This is where the source article's classic mistakes surface: the main directory's tenant id
 (AADSTS700016, the app is not registered there), a tenant that does not exist (AADSTS90002),
-a wrong or expired secret (AADSTS7000215 / AADSTS7000222).
+a wrong or expired secret (AADSTS7000215 / AADSTS7000222). Two registrations exist: the B2C
+app in the B2C tenant and the External ID app in the external tenant; asking any tenant for
+the other one's app (or the main tenant for either) is AADSTS700016.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, jsonify, request
 
-from .context import base_url, current
+from .context import FakeIdentity, base_url, current
 from .errors import entra_error, missing_parameter
 from .tokens import app_only_access_token_claims
 
@@ -23,15 +25,73 @@ bp = Blueprint("fake_entra", __name__)
 DEFAULT_SUFFIX = "/.default"
 
 
-def tenant_not_found(tenant: str) -> Response:
-    return entra_error(
-        400,
-        "invalid_tenant",
-        90002,
+def tenant_not_found_message(tenant: str) -> str:
+    return (
         f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
         "signing into the correct cloud. Check with your subscription administrator, this may "
-        "happen if there are no active subscriptions for the tenant.",
+        "happen if there are no active subscriptions for the tenant."
     )
+
+
+def tenant_not_found(tenant: str) -> Response:
+    return entra_error(400, "invalid_tenant", 90002, tenant_not_found_message(tenant))
+
+
+def openid_configuration(root: str, issuer: str) -> dict[str, Any]:
+    """Entra's v2 discovery document for a tenant whose endpoints live under `root`.
+
+    The external tenant's document on ciamlogin.com has the same members (same service); only
+    its issuer differs, so both listeners build it here.
+    """
+    return {
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{root}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": issuer,
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": f"{base_url()}/oidc/userinfo",
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
+        "claims_supported": [
+            "sub",
+            "iss",
+            "cloud_instance_name",
+            "cloud_instance_host_name",
+            "cloud_graph_host_name",
+            "msgraph_host",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "acr",
+            "nonce",
+            "preferred_username",
+            "name",
+            "tid",
+            "ver",
+            "at_hash",
+            "c_hash",
+            "email",
+        ],
+        "kerberos_endpoint": f"{root}/kerberos",
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }
 
 
 @bp.get("/<tenant>/v2.0/.well-known/openid-configuration")
@@ -42,57 +102,7 @@ def metadata(tenant: str) -> Response:
     if tenant_id is None:
         return tenant_not_found(tenant)
     root = f"{base_url()}/{tenant_id}"
-    return jsonify(
-        {
-            "token_endpoint": f"{root}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{root}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{root}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{base_url()}/oidc/userinfo",
-            "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
-            "claims_supported": [
-                "sub",
-                "iss",
-                "cloud_instance_name",
-                "cloud_instance_host_name",
-                "cloud_graph_host_name",
-                "msgraph_host",
-                "aud",
-                "exp",
-                "iat",
-                "auth_time",
-                "acr",
-                "nonce",
-                "preferred_username",
-                "name",
-                "tid",
-                "ver",
-                "at_hash",
-                "c_hash",
-                "email",
-            ],
-            "kerberos_endpoint": f"{root}/kerberos",
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-            "rbac_url": "https://pas.windows.net",
-        }
-    )
+    return jsonify(openid_configuration(root, issuer=f"{root}/v2.0"))
 
 
 @bp.get("/<tenant>/discovery/v2.0/keys")
@@ -120,51 +130,34 @@ def client_credentials_from_request() -> tuple[str, str]:
     return client_id, secret
 
 
-@bp.post("/<tenant>/oauth2/v2.0/token")
-def token(tenant: str) -> Response:
-    fake = current()
-    cfg, state = fake.config, fake.state
-    state.count("client_credentials_token")
+def endpoint_down(fake: FakeIdentity) -> Response | None:
+    """The `token_endpoint_down` knob's 503, if it is set."""
+    down = fake.state.knob("token_endpoint_down")
+    if not down:
+        return None
+    response = entra_error(
+        503, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."
+    )
+    if isinstance(down, dict) and down.get("retry_after"):
+        response.headers["Retry-After"] = str(down["retry_after"])
+    return response
 
-    down = state.knob("token_endpoint_down")
-    if down:
-        response = entra_error(
-            503, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."
-        )
-        if isinstance(down, dict) and down.get("retry_after"):
-            response.headers["Retry-After"] = str(down["retry_after"])
-        return response
 
-    tenant_id = fake.entra_tenant_id(tenant)
-    if tenant_id is None:
-        return tenant_not_found(tenant)
+def app_not_found_message(client_id: str, tenant: str) -> str:
+    return (
+        f"Application with identifier '{client_id}' was not found in the directory "
+        f"'{tenant}'. This can happen if the application has not been installed by the "
+        "administrator of the tenant or consented to by any user in the tenant. You may "
+        "have sent your authentication request to the wrong tenant."
+    )
 
-    grant_type = request.form.get("grant_type", "")
-    if not grant_type:
-        return missing_parameter("entra", "grant_type")
-    if grant_type != "client_credentials":
-        return entra_error(
-            400,
-            "unsupported_grant_type",
-            70003,
-            f"The app requested an unsupported grant type '{grant_type}'. "
-            "This fake serves only client_credentials on the Entra endpoint; "
-            "users sign in through the B2C user flow endpoints.",
-        )
 
-    client_id, secret = client_credentials_from_request()
-    if not client_id:
-        return missing_parameter("entra", "client_id")
-    if tenant_id != cfg.b2c_tenant_id or client_id.lower() != cfg.client_id:
-        return entra_error(
-            400,
-            "unauthorized_client",
-            700016,
-            f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{tenant}'. This can happen if the application has not been installed by the "
-            "administrator of the tenant or consented to by any user in the tenant. You may "
-            "have sent your authentication request to the wrong tenant.",
-        )
+def app_not_found(client_id: str, tenant: str) -> Response:
+    return entra_error(400, "unauthorized_client", 700016, app_not_found_message(client_id, tenant))
+
+
+def client_secret_error(fake: FakeIdentity, client_id: str, expected: str, secret: str) -> Response | None:
+    """Entra's answer to a missing, wrong or (knob) expired secret of a registered client."""
     if not secret:
         return entra_error(
             401,
@@ -172,25 +165,41 @@ def token(tenant: str) -> Response:
             7000218,
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )
-    if not hmac.compare_digest(secret.encode(), cfg.client_secret.encode()):
+    if not hmac.compare_digest(secret.encode(), expected.encode()):
         return entra_error(
             401,
             "invalid_client",
             7000215,
             "Invalid client secret provided. Ensure the secret being sent in the request is the "
             "client secret value, not the client secret ID, for a secret added to app "
-            f"'{cfg.client_id}'.",
+            f"'{client_id}'.",
         )
-    if state.knob("secret_expired"):
+    if fake.state.knob("secret_expired"):
         return entra_error(
             401,
             "invalid_client",
             7000222,
-            f"The provided client secret keys for app '{cfg.client_id}' are expired. Visit the "
+            f"The provided client secret keys for app '{client_id}' are expired. Visit the "
             "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
             "consider using certificate credentials for added security: "
             "https://aka.ms/certCreds.",
         )
+    return None
+
+
+def client_credentials_token(fake: FakeIdentity, tenant: str, tenant_id: str) -> Response:
+    """The client_credentials grant for `tenant_id` (named `tenant` in the URL): an app-only
+    token for the app registered there, or Entra's error (AADSTS700016 for any other app)."""
+    cfg, state = fake.config, fake.state
+    client_id, secret = client_credentials_from_request()
+    if not client_id:
+        return missing_parameter("entra", "client_id")
+    registered = fake.registration(tenant_id, client_id)
+    if registered is None:
+        return app_not_found(client_id, tenant)
+    problem = client_secret_error(fake, registered[0], registered[1], secret)
+    if problem is not None:
+        return problem
 
     scopes = request.form.get("scope", "").split()
     if not scopes:
@@ -207,7 +216,7 @@ def token(tenant: str) -> Response:
     resource = scopes[0][: -len(DEFAULT_SUFFIX)]
     claims = app_only_access_token_claims(
         tenant_id=tenant_id,
-        client_id=cfg.client_id,
+        client_id=registered[0],
         resource=resource,
         roles=state.knob("roles"),
         lifetime=cfg.access_token_lifetime,
@@ -219,3 +228,30 @@ def token(tenant: str) -> Response:
         "access_token": fake.key.sign(claims),
     }
     return jsonify(body)
+
+
+@bp.post("/<tenant>/oauth2/v2.0/token")
+def token(tenant: str) -> Response:
+    fake = current()
+    fake.state.count("client_credentials_token")
+    down = endpoint_down(fake)
+    if down is not None:
+        return down
+
+    tenant_id = fake.entra_tenant_id(tenant)
+    if tenant_id is None:
+        return tenant_not_found(tenant)
+
+    grant_type = request.form.get("grant_type", "")
+    if not grant_type:
+        return missing_parameter("entra", "grant_type")
+    if grant_type != "client_credentials":
+        return entra_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{grant_type}'. "
+            "This fake serves only client_credentials on the Entra endpoint; "
+            "users sign in through the B2C user flow and External ID endpoints.",
+        )
+    return client_credentials_token(fake, tenant, tenant_id)

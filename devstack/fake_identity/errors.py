@@ -1,4 +1,5 @@
-"""Error bodies in the exact shapes Entra ID, Azure AD B2C and Microsoft Graph return.
+"""Error bodies in the exact shapes Entra ID (External ID included), Azure AD B2C and Microsoft
+Graph return.
 
 Client code parses these (MSAL returns the Entra body as a dict; apps grep for AADSTS codes),
 so the structure matters as much as the wording.
@@ -25,14 +26,23 @@ def _timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def entra_description(
+    code: int, message: str, *, trace_id: str = "", correlation_id: str = "", ts: str = ""
+) -> str:
+    """Entra's error_description: the AADSTS code and message, then trace, correlation, time."""
+    return (
+        f"AADSTS{code}: {message}\r\nTrace ID: {trace_id or uuid.uuid4()}\r\n"
+        f"Correlation ID: {correlation_id or uuid.uuid4()}\r\nTimestamp: {ts or _timestamp()}"
+    )
+
+
 def entra_error(status: int, error: str, code: int, message: str) -> Response:
     """An Entra ID v2 token/discovery error: AADSTS code + trace, correlation and timestamp."""
     trace_id, correlation_id, ts = str(uuid.uuid4()), str(uuid.uuid4()), _timestamp()
     body = {
         "error": error,
-        "error_description": (
-            f"AADSTS{code}: {message}\r\nTrace ID: {trace_id}\r\n"
-            f"Correlation ID: {correlation_id}\r\nTimestamp: {ts}"
+        "error_description": entra_description(
+            code, message, trace_id=trace_id, correlation_id=correlation_id, ts=ts
         ),
         "error_codes": [code],
         "timestamp": ts,

@@ -1,8 +1,10 @@
-"""Microsoft Graph v1.0 `users`, as B2C directories expose them.
+"""Microsoft Graph v1.0 `users`, as B2C directories and External ID external tenants expose them.
 
 The shapes are the point of the source article: a B2C local account has `mail: null` and its
 address in `identities[signInType=emailAddress].issuerAssignedId`; a social account has it in
-`otherMails`. Only an app-only token from the B2C tenant with a directory-read role gets in.
+`otherMails`. External ID adds the email one-time passcode account (a `federated` identity whose
+issuer is `mail`). Only an app-only token from the B2C or the external tenant with a
+directory-read role gets in, and it sees that tenant's users only.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 import jwt
 from flask import Blueprint, Response, jsonify, request
 
+from .config import FakeConfig
 from .context import FakeIdentity, base_url, current
 from .errors import Rejected, graph_error
-from .state import SOCIAL_IDP, FakeUser
+from .state import LOCAL_ACCOUNT_KINDS, SOCIAL_IDP, FakeUser
 from .tokens import GRAPH_AUDIENCES
 
 bp = Blueprint("fake_graph", __name__)
@@ -61,8 +64,9 @@ def _unauthenticated(message: str) -> Rejected:
     )
 
 
-def _before_each(fake: FakeIdentity) -> None:
-    """Count the call, apply scheduled failures, then authenticate and authorize it."""
+def _before_each(fake: FakeIdentity) -> str:
+    """Count the call, apply scheduled failures, then authenticate and authorize it; returns the
+    directory (`b2c` or `external`) of the token's tenant."""
     fake.state.count("graph")
     failure = fake.state.take_graph_failure()
     if failure is not None:
@@ -95,7 +99,8 @@ def _before_each(fake: FakeIdentity) -> None:
         raise _unauthenticated("Access token validation failure. Invalid audience.") from exc
     except jwt.PyJWTError as exc:
         raise _unauthenticated("Access token validation failure.") from exc
-    if claims["tid"] != fake.config.b2c_tenant_id:
+    directory = fake.directory_of(claims["tid"])
+    if directory is None:
         raise _unauthenticated("Access token validation failure. Invalid issuer.")
     if not READ_ROLES & set(claims.get("roles") or []):
         raise Rejected(
@@ -105,6 +110,7 @@ def _before_each(fake: FakeIdentity) -> None:
                 "Insufficient privileges to complete the operation.",
             )
         )
+    return directory
 
 
 def _selected() -> list[str] | None:
@@ -126,20 +132,37 @@ def _selected() -> list[str] | None:
     return names
 
 
-def graph_user(user: FakeUser, b2c_domain: str) -> dict[str, Any]:
-    """Every property the fake knows for a user, shaped as Graph returns them for B2C."""
-    upn_prefix = f"cpim_{user.oid}" if user.is_social else user.oid
-    upn = f"{upn_prefix}@{b2c_domain}"
-    identities: list[dict[str, str]] = []
-    if user.is_social:
-        identities.append(
-            {"signInType": "federated", "issuer": SOCIAL_IDP, "issuerAssignedId": user.social_id}
-        )
+def _identities(user: FakeUser, domain: str, upn: str) -> list[dict[str, str]]:
+    """The user's `identities`, the sign-in one first, then the userPrincipalName one.
+
+    Shapes from Graph's objectIdentity resource (learn.microsoft.com/graph/api/resources/
+    objectidentity): local accounts are `emailAddress` with the tenant's default domain as
+    issuer; `federated` identities name their provider, the documented issuers being
+    google.com, facebook.com, mail (email one-time passcode) and phone, with the provider's own
+    opaque id (for Google, its numeric account id) as issuerAssignedId.
+    """
+    if user.kind == "email_otp":
+        first = {"signInType": "federated", "issuer": "mail", "issuerAssignedId": user.email}
+    elif user.is_social:
+        first = {"signInType": "federated", "issuer": SOCIAL_IDP, "issuerAssignedId": user.social_id}
     else:
-        identities.append(
-            {"signInType": "emailAddress", "issuer": b2c_domain, "issuerAssignedId": user.email}
-        )
-    identities.append({"signInType": "userPrincipalName", "issuer": b2c_domain, "issuerAssignedId": upn})
+        first = {"signInType": "emailAddress", "issuer": domain, "issuerAssignedId": user.email}
+    return [first, {"signInType": "userPrincipalName", "issuer": domain, "issuerAssignedId": upn}]
+
+
+def graph_user(user: FakeUser, config: FakeConfig) -> dict[str, Any]:
+    """Every property the fake knows for a user, shaped as Graph returns them for its directory.
+
+    B2C's UPN is `{oid}@` (`cpim_{oid}@` for social accounts); an external tenant's is a GUID
+    of its own at the tenant's initial domain. A federated account's address lives in
+    `otherMails` (B2C social and External ID Google alike); `mail` is null unless set.
+    """
+    if user.directory == "external":
+        domain = config.external_domain
+        upn = f"{user.upn_id}@{domain}"
+    else:
+        domain = config.b2c_domain
+        upn = f"{'cpim_' if user.is_social else ''}{user.oid}@{domain}"
     return {
         "businessPhones": [],
         "displayName": user.name,
@@ -154,8 +177,8 @@ def graph_user(user: FakeUser, b2c_domain: str) -> dict[str, Any]:
         "id": user.oid,
         "accountEnabled": True,
         "createdDateTime": user.created,
-        "creationType": None if user.is_social else "LocalAccount",
-        "identities": identities,
+        "creationType": "LocalAccount" if user.kind in LOCAL_ACCOUNT_KINDS else None,
+        "identities": _identities(user, domain, upn),
         "otherMails": [user.email] if user.is_social else [],
         "userType": "Member",
     }
@@ -172,15 +195,19 @@ def _context(selected: list[str] | None, entity: bool) -> str:
     return f"{base_url()}/v1.0/$metadata#users{projection}{'/$entity' if entity else ''}"
 
 
-def _find(fake: FakeIdentity, user_id: str) -> FakeUser | None:
-    """Graph resolves /users/{id} by object id or by userPrincipalName."""
+def _find(fake: FakeIdentity, directory: str, user_id: str) -> FakeUser | None:
+    """Graph resolves /users/{id} by object id or by userPrincipalName, in the token's tenant:
+    a user of the other directory is as unknown as one that does not exist."""
     user = fake.state.user_by_oid(user_id)
     if user is not None:
-        return user
+        return user if user.directory == directory else None
     wanted = user_id.lower()
-    domain = fake.config.b2c_domain
     return next(
-        (u for u in fake.state.users() if graph_user(u, domain)["userPrincipalName"].lower() == wanted),
+        (
+            u
+            for u in fake.state.users(directory)
+            if graph_user(u, fake.config)["userPrincipalName"].lower() == wanted
+        ),
         None,
     )
 
@@ -188,9 +215,9 @@ def _find(fake: FakeIdentity, user_id: str) -> FakeUser | None:
 @bp.get("/v1.0/users/<user_id>")
 def get_user(user_id: str) -> Response:
     fake = current()
-    _before_each(fake)
+    directory = _before_each(fake)
     selected = _selected()
-    user = _find(fake, user_id)
+    user = _find(fake, directory, user_id)
     if user is None:
         return graph_error(
             404,
@@ -199,14 +226,14 @@ def get_user(user_id: str) -> Response:
             "objects are not present.",
         )
     body = {"@odata.context": _context(selected, entity=True)}
-    body.update(_project(graph_user(user, fake.config.b2c_domain), selected))
+    body.update(_project(graph_user(user, fake.config), selected))
     return jsonify(body)
 
 
 @bp.get("/v1.0/users")
 def list_users() -> Response:
     fake = current()
-    _before_each(fake)
+    directory = _before_each(fake)
     selected = _selected()
     try:
         top = int(request.args.get("$top", request.args.get("top", "100")))
@@ -220,14 +247,13 @@ def list_users() -> Response:
             f"Invalid page size specified: '{request.args.get('$top')}'. Must be between 1 and "
             "999 inclusive.",
         )
-    users = fake.state.users()
+    users = fake.state.users(directory)
     page = users[skip : skip + top]
-    domain = fake.config.b2c_domain
     body: dict[str, Any] = {"@odata.context": _context(selected, entity=False)}
     if skip + top < len(users):
         query = f"$top={top}&$skiptoken={skip + top}"
         if selected:
             query += f"&$select={','.join(selected)}"
         body["@odata.nextLink"] = f"{base_url()}/v1.0/users?{query}"
-    body["value"] = [_project(graph_user(u, domain), selected) for u in page]
+    body["value"] = [_project(graph_user(u, fake.config), selected) for u in page]
     return jsonify(body)

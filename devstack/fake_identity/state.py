@@ -1,4 +1,5 @@
-"""Mutable state of one fake identity server: users, sign-in codes, failure knobs and call counters.
+"""Mutable state of one fake identity server: users, sign-in codes, one-time passcodes, failure
+knobs and call counters, shared by both listeners (the main one and the ciamlogin.com one).
 
 Werkzeug serves each request on its own thread, so every access goes through one lock.
 """
@@ -15,8 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-USER_KINDS = ("local_with_emails_claim", "local", "social")
-SOCIAL_IDP = "google.com"  # where "social" users sign in: the ID token's idp, Graph's identity issuer
+DIRECTORIES = ("b2c", "external")
+USER_KINDS = ("local_with_emails_claim", "local", "social")  # the B2C directory's
+EXTERNAL_USER_KINDS = ("email_password", "email_otp", "google")  # the external tenant's
+KINDS_BY_DIRECTORY = {"b2c": USER_KINDS, "external": EXTERNAL_USER_KINDS}
+# Kinds that sign in with a password on the page (B2C's social users too, in this fake).
+PASSWORD_KINDS = {"local_with_emails_claim", "local", "social", "email_password"}
+LOCAL_ACCOUNT_KINDS = {"local_with_emails_claim", "local", "email_password"}  # Graph creationType
+SOCIAL_IDP = "google.com"  # where "social"/"google" users sign in: the idp claim, Graph's issuer
 ID_TOKEN_DEFECTS = (
     "wrong_aud",
     "wrong_iss",
@@ -24,7 +31,10 @@ ID_TOKEN_DEFECTS = (
     "bad_signature",
     "alg_none",
     "wrong_nonce",
+    "wrong_tid",
 )
+# A B2C ID token has no `tid`: this defect waits for the next External ID ID token.
+EXTERNAL_ONLY_DEFECTS = {"wrong_tid"}
 # Every counter exists from the start so tests can assert "0 calls" without .get().
 COUNTER_NAMES = (
     "metadata",
@@ -35,9 +45,17 @@ COUNTER_NAMES = (
     "logout",
     "client_credentials_token",
     "graph",
+    "external_metadata",
+    "external_jwks",
+    "external_authorize",
+    "external_authorize_submit",
+    "external_token",
+    "external_logout",
 )
 DEFAULT_ROLES = ["User.Read.All"]
 AUTH_CODE_LIFETIME = 600
+PASSCODE_LIFETIME = 600
+PASSCODE_ATTEMPTS = 3
 
 
 class StateError(ValueError):
@@ -48,17 +66,25 @@ class StateError(ValueError):
         self.status = status
 
 
+def _google_subject() -> str:
+    """An opaque Google account id, the 21-digit number Google's `sub` claim carries."""
+    return str(secrets.randbelow(9 * 10**20) + 10**20)
+
+
 @dataclass
 class FakeUser:
-    """A B2C directory user, as the user flows and Graph see it."""
+    """A user of the B2C directory or of the external tenant, as the sign-in pages and Graph see it."""
 
     oid: str
     email: str
     name: str
     kind: str
+    directory: str = "b2c"
     password: str | None = None
-    mail: str | None = None  # explicit Graph `mail`; B2C local accounts have none
-    social_id: str = field(default_factory=lambda: secrets.token_hex(10))
+    mail: str | None = None  # explicit Graph `mail`; local and passcode accounts have none
+    social_id: str = field(default_factory=_google_subject)
+    # The local part of an external user's userPrincipalName: a GUID of its own, not the oid.
+    upn_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     @property
@@ -67,7 +93,7 @@ class FakeUser:
 
     @property
     def is_social(self) -> bool:
-        return self.kind == "social"
+        return self.kind in ("social", "google")
 
     def check_password(self, password: str) -> bool:
         if self.password is None:
@@ -81,6 +107,7 @@ class FakeUser:
             "email": self.email,
             "name": self.name,
             "kind": self.kind,
+            "directory": self.directory,
             "mail": self.mail,
             "created": self.created,
         }
@@ -98,10 +125,28 @@ class AuthCode:
     nonce: str | None
     code_challenge: str | None  # S256
     auth_time: int
+    tenant_id: str = ""  # the external tenant for External ID codes; B2C codes name a policy
     issued_at: int = field(default_factory=lambda: int(time.time()))
 
 
-def _default_knobs() -> dict[str, Any]:
+@dataclass
+class Passcode:
+    """A one-time passcode "sent" to `email` (the page shows it: the fake's inbox).
+
+    `purpose` is what verifying it completes: `signin` (email one-time passcode), `signup`
+    (verifying the address of a new account; `data` holds its name and password) or `reset`
+    (the in-flow password reset).
+    """
+
+    purpose: str
+    email: str
+    code: str
+    data: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    issued_at: float = field(default_factory=time.time)
+
+
+def _default_knobs(email_claim: bool = False) -> dict[str, Any]:
     return {
         "graph_throttle": None,
         "graph_fail": None,
@@ -109,17 +154,21 @@ def _default_knobs() -> dict[str, Any]:
         "secret_expired": False,
         "roles": list(DEFAULT_ROLES),
         "next_id_token": None,
+        "email_claim": email_claim,
     }
 
 
 class FakeState:
     """Users, one-time codes, knobs and counters behind a single lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, email_claim: bool = False) -> None:
         self._lock = threading.RLock()
         self._users: dict[str, FakeUser] = {}
         self._codes: dict[str, AuthCode] = {}
-        self._knobs = _default_knobs()
+        self._burnt: set[str] = set()
+        self._passcodes: dict[str, Passcode] = {}
+        self._email_claim_default = email_claim
+        self._knobs = _default_knobs(email_claim)
         self._counters: Counter[str] = Counter({name: 0 for name in COUNTER_NAMES})
 
     # --- users -----------------------------------------------------------------------------
@@ -129,15 +178,21 @@ class FakeState:
         email: str,
         name: str | None = None,
         password: str | None = None,
-        kind: str = "local_with_emails_claim",
+        kind: str | None = None,
         mail: str | None = None,
         oid: str | None = None,
+        directory: str = "b2c",
     ) -> FakeUser:
+        """Add a user to `directory`; `kind` defaults to the directory's first kind."""
         email = (email or "").strip()
         if "@" not in email:
             raise StateError(f"email must be an email address, got {email!r}")
-        if kind not in USER_KINDS:
-            raise StateError(f"kind must be one of {list(USER_KINDS)}, got {kind!r}")
+        if directory not in KINDS_BY_DIRECTORY:
+            raise StateError(f"directory must be one of {list(DIRECTORIES)}, got {directory!r}")
+        kinds = KINDS_BY_DIRECTORY[directory]
+        kind = kind or kinds[0]
+        if kind not in kinds:
+            raise StateError(f"kind must be one of {list(kinds)} in directory {directory!r}, got {kind!r}")
         if oid is not None:
             try:
                 oid = str(uuid.UUID(oid))
@@ -148,32 +203,43 @@ class FakeState:
             email=email,
             name=(name or email.split("@")[0]).strip(),
             kind=kind,
+            directory=directory,
             password=password,
             mail=mail,
         )
         with self._lock:
-            if self._find_by_email(email) is not None:
-                raise StateError(f"a user with email {email!r} already exists", status=409)
+            if self._find_by_email(email, directory) is not None:
+                raise StateError(
+                    f"a user with email {email!r} already exists in directory {directory!r}", status=409
+                )
             if user.oid in self._users:
                 raise StateError(f"a user with oid {user.oid!r} already exists", status=409)
             self._users[user.oid] = user
         return user
 
-    def _find_by_email(self, email: str) -> FakeUser | None:
+    def _find_by_email(self, email: str, directory: str) -> FakeUser | None:
         wanted = email.strip().lower()
-        return next((u for u in self._users.values() if u.email.lower() == wanted), None)
+        return next(
+            (u for u in self._users.values() if u.directory == directory and u.email.lower() == wanted),
+            None,
+        )
 
-    def user_by_email(self, email: str) -> FakeUser | None:
+    def user_by_email(self, email: str, directory: str = "b2c") -> FakeUser | None:
         with self._lock:
-            return self._find_by_email(email)
+            return self._find_by_email(email, directory)
 
     def user_by_oid(self, oid: str) -> FakeUser | None:
         with self._lock:
             return self._users.get(oid.lower())
 
-    def users(self) -> list[FakeUser]:
+    def users(self, directory: str | None = None) -> list[FakeUser]:
+        """All users, or those of one directory, in creation order."""
         with self._lock:
-            return list(self._users.values())
+            return [u for u in self._users.values() if directory in (None, u.directory)]
+
+    def set_password(self, oid: str, password: str) -> None:
+        with self._lock:
+            self._users[oid].password = password
 
     # --- codes -----------------------------------------------------------------------------
     def issue_code(self, grant: AuthCode) -> str:
@@ -186,9 +252,48 @@ class FakeState:
         """Consume a code: the first redemption attempt burns it, as with the real service."""
         with self._lock:
             grant = self._codes.pop(code, None)
+            if grant is not None:
+                self._burnt.add(code)
         if grant is None or time.time() - grant.issued_at > AUTH_CODE_LIFETIME:
             return None
         return grant
+
+    def was_redeemed(self, code: str) -> bool:
+        """Whether `code` was issued and has been redeemed (Entra tells replays apart)."""
+        with self._lock:
+            return code in self._burnt
+
+    # --- one-time passcodes ----------------------------------------------------------------
+    def issue_passcode(self, purpose: str, email: str, data: dict[str, str] | None = None) -> tuple[str, str]:
+        """Start a passcode challenge; returns (flow id for the page's form, the 8-digit code)."""
+        flow, code = secrets.token_urlsafe(24), f"{secrets.randbelow(10**8):08d}"
+        with self._lock:
+            self._passcodes[flow] = Passcode(purpose=purpose, email=email, code=code, data=dict(data or {}))
+        return flow, code
+
+    def passcode(self, flow: str) -> Passcode | None:
+        """The pending challenge `flow`, or None once it is used up, failed or expired."""
+        with self._lock:
+            pending = self._passcodes.get(flow)
+            if pending is not None and time.time() - pending.issued_at > PASSCODE_LIFETIME:
+                del self._passcodes[flow]
+                pending = None
+            return pending
+
+    def check_passcode(self, flow: str, code: str) -> tuple[Passcode | None, bool]:
+        """(challenge, whether `code` is right). A right code uses the challenge up; so do
+        PASSCODE_ATTEMPTS wrong ones."""
+        with self._lock:
+            pending = self.passcode(flow)
+            if pending is None:
+                return None, False
+            if hmac.compare_digest(pending.code.encode(), code.strip().encode()):
+                del self._passcodes[flow]
+                return pending, True
+            pending.attempts += 1
+            if pending.attempts >= PASSCODE_ATTEMPTS:
+                del self._passcodes[flow]
+            return pending, False
 
     # --- knobs -----------------------------------------------------------------------------
     def knobs(self) -> dict[str, Any]:
@@ -219,9 +324,12 @@ class FakeState:
                     return taken
         return None
 
-    def take_id_token_defect(self) -> str | None:
+    def take_id_token_defect(self, platform: str = "b2c") -> str | None:
+        """Consume the pending defect for the next ID token of `platform` (`b2c`/`external`)."""
         with self._lock:
             defect = self._knobs["next_id_token"]
+            if platform != "external" and defect in EXTERNAL_ONLY_DEFECTS:
+                return None
             self._knobs["next_id_token"] = None
             return defect
 
@@ -237,7 +345,7 @@ class FakeState:
     def reset(self) -> None:
         """Back to default knobs and zero counters; users stay (they are test fixtures)."""
         with self._lock:
-            self._knobs = _default_knobs()
+            self._knobs = _default_knobs(self._email_claim_default)
             self._counters = Counter({name: 0 for name in COUNTER_NAMES})
 
 
@@ -252,7 +360,7 @@ def _validate_knob(key: str, value: Any) -> Any:
         if isinstance(value, dict) and set(value) <= {"retry_after"}:
             return {"retry_after": _non_negative_int(key, value.get("retry_after", 0))}
         raise StateError(f"{key} must be true/false or {{'retry_after': seconds}}")
-    if key == "secret_expired":
+    if key in ("secret_expired", "email_claim"):
         if not isinstance(value, bool):
             raise StateError(f"{key} must be true or false")
         return value

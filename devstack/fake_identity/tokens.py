@@ -1,4 +1,5 @@
-"""Signing key, JWKS and the JWTs the fake issues (B2C ID tokens, Entra app-only tokens).
+"""Signing key, JWKS and the JWTs the fake issues (B2C and External ID ID tokens, Entra app-only
+tokens).
 
 One RSA key is generated per server start and signs everything, like a tenant's current key.
 """
@@ -106,20 +107,88 @@ def b2c_id_token_claims(
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def pairwise_subject(salt: bytes, tenant_id: str, client_id: str, oid: str) -> str:
+    """A v2 `sub`: stable per user, app and tenant, and unlike `oid` different per app (ID token
+    claims reference, learn.microsoft.com/entra/identity-platform/id-token-claims-reference:
+    "The subject is a pairwise identifier and is unique to an application ID")."""
+    digest = hashlib.sha256(salt + f"{tenant_id}|{client_id}|{oid}".encode()).digest()
+    return b64url(digest)
+
+
+def external_id_token_claims(
+    *,
+    issuer: str,
+    client_id: str,
+    tenant_id: str,
+    user_oid: str,
+    subject: str,
+    name: str,
+    preferred_username: str,
+    lifetime: int,
+    nonce: str | None,
+    email: str | None,
+    idp: str | None,
+) -> dict[str, Any]:
+    """A v2.0 ID token as an external tenant issues it, in Entra's claim order.
+
+    `email` is the optional claim: present only when the app registration configures it.
+    `idp` is present only when another provider authenticated the user ("identical to the value
+    of the issuer claim unless..." in the ID token claims reference), i.e. Google.
+    """
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "aud": client_id,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "aio": b64url(secrets.token_bytes(48)),
+        "email": email,
+        "idp": idp,
+        "name": name,
+        "nonce": nonce,
+        "oid": user_oid,
+        "preferred_username": preferred_username,
+        "rh": f"1.{b64url(secrets.token_bytes(40))}.",
+        "sid": str(uuid.uuid4()),
+        "sub": subject,
+        "tid": tenant_id,
+        "uti": b64url(secrets.token_bytes(16)),
+        "ver": "2.0",
+    }
+    return {k: v for k, v in claims.items() if v is not None}
+
+
 def apply_defect(claims: dict[str, Any], defect: str) -> dict[str, Any]:
     """Change the claims so the token is defective in exactly the named way."""
     claims = dict(claims)
     if defect == "wrong_aud":
         claims["aud"] = str(uuid.uuid4())
     elif defect == "wrong_iss":
+        # The tenant GUID in the issuer (both of them in a ciamlogin.com issuer) becomes another's.
         claims["iss"] = claims["iss"].replace(claims["iss"].split("/")[3], str(uuid.uuid4()))
     elif defect == "expired":
         lifetime = claims["exp"] - claims["iat"]
-        claims["iat"] = claims["nbf"] = claims["auth_time"] = claims["iat"] - lifetime - 600
+        claims["iat"] = claims["nbf"] = claims["iat"] - lifetime - 600
+        if "auth_time" in claims:
+            claims["auth_time"] = claims["iat"]
         claims["exp"] = claims["iat"] + lifetime
     elif defect == "wrong_nonce":
         claims["nonce"] = secrets.token_urlsafe(16)
+    elif defect == "wrong_tid":
+        claims["tid"] = str(uuid.uuid4())
     return claims
+
+
+def sign_id_token(key: SigningKey, claims: dict[str, Any], defect: str | None) -> str:
+    """Sign `claims` as an ID token, defective in the way `defect` (a knob value) names."""
+    if defect is not None:
+        claims = apply_defect(claims, defect)
+    if defect == "bad_signature":
+        return key.sign_with_wrong_key(claims)
+    if defect == "alg_none":
+        return unsigned_jwt(claims)
+    return key.sign(claims)
 
 
 def app_only_access_token_claims(

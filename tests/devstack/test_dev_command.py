@@ -10,14 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from devstack.__main__ import _real_b2c_settings
+from devstack.__main__ import _identity_settings
 from devstack.appserver import PROJECT_ROOT
 from devstack.process import free_port, port_is_free
 
 REAL = {
-    "AZURE_AD_B2C_TENANT_NAME": "contoso",
+    "AZURE_AD_B2C_TENANT_NAME": "tailspintoys",
     "AZURE_AD_B2C_TENANT_ID": "5f6e7d8c-1a2b-4c3d-9e8f-0a1b2c3d4e5f",
     "AZURE_AD_B2C_CLIENT_ID": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
     "AZURE_AD_B2C_CLIENT_SECRET": "from-dotenv",
@@ -36,20 +37,39 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_real_b2c_settings_in_dotenv_replace_the_fake(tmp_path, monkeypatch):
-    for name in REAL:
-        monkeypatch.delenv(name, raising=False)
+REAL_EXTERNAL = {
+    "IDENTITY_PLATFORM": "external_id",
+    "EXTERNAL_ID_TENANT_SUBDOMAIN": "tailspintoys",
+    "EXTERNAL_ID_TENANT_ID": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+    "EXTERNAL_ID_CLIENT_ID": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+    "EXTERNAL_ID_CLIENT_SECRET": "from-dotenv",
+}
+
+
+@pytest.mark.parametrize(("platform", "real"), [("b2c", REAL), ("external_id", REAL_EXTERNAL)])
+def test_real_tenant_settings_in_dotenv_replace_the_fake(tmp_path, monkeypatch, platform, real):
+    for name in os.environ:
+        if name.startswith(("AZURE_AD_B2C_", "EXTERNAL_ID_", "IDENTITY_PLATFORM")):
+            monkeypatch.delenv(name)
     env_file = tmp_path / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in REAL.items()) + "DATABASE_URL=postgresql://x/y\n")
-    assert _real_b2c_settings(env_file) == REAL  # B2C settings only: the local stack keeps its own DB
-    env_file.write_text("AZURE_AD_B2C_TENANT_NAME=contoso\n")
-    assert _real_b2c_settings(env_file) == {}  # incomplete: the fake is used
-    assert _real_b2c_settings(tmp_path / "missing.env") == {}
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in real.items()) + "DATABASE_URL=postgresql://x/y\n")
+    # Identity settings only: the local stack keeps its own database.
+    assert _identity_settings(env_file) == (platform, real)
+    first = next(iter(k for k in real if k != "IDENTITY_PLATFORM"))
+    env_file.write_text(f"IDENTITY_PLATFORM={platform}\n{first}=tailspintoys\n")
+    assert _identity_settings(env_file) == (platform, {})  # incomplete: the fake is used
+    assert _identity_settings(tmp_path / "missing.env") == ("b2c", {})
 
 
-def test_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path):
+@pytest.mark.parametrize("platform", ["b2c", "external_id"])
+def test_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path, platform):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_AD_B2C_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AZURE_AD_B2C_", "EXTERNAL_ID_", "IDENTITY_"))
+    }
+    env["IDENTITY_PLATFORM"] = platform
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", str(port), "--env-file", str(tmp_path / "none.env")],
         cwd=PROJECT_ROOT,
@@ -74,6 +94,9 @@ def test_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path):
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["status"] == "ready"
         login = requests.get(f"http://127.0.0.1:{port}/auth/login", allow_redirects=False, timeout=10)
         assert login.status_code == 302 and login.headers["Location"].startswith("https://localhost:")
+        fake = re.search(r"fake (B2C|External ID)/Graph at (\S+):", output)
+        assert fake and fake.group(1) == {"b2c": "B2C", "external_id": "External ID"}[platform], output
+        assert login.headers["Location"].startswith(fake.group(2) + "/"), login.headers["Location"]
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         rest, _ = proc.communicate(timeout=60)

@@ -1,4 +1,5 @@
-"""One fake identity server per session (port 0, own CA); knobs and counters reset per test."""
+"""One fake identity server per session (both listeners on port 0, own CA); knobs and counters
+reset per test."""
 
 from __future__ import annotations
 
@@ -57,6 +58,21 @@ def make_user(control: FakeIdentityClient) -> Callable[..., User]:
         email, password = new_email(), uuid.uuid4().hex
         created = control.add_user(email, password, name="Test User", kind=kind, **extra)
         return User(created["oid"], email, password, created["name"], kind)
+
+    return make
+
+
+@pytest.fixture
+def make_external_user(control: FakeIdentityClient) -> Callable[..., User]:
+    """Create users in the fake external tenant: kind email_password | email_otp | google."""
+
+    def make(kind: str = "email_password", **extra: str) -> User:
+        email = new_email()
+        password = uuid.uuid4().hex if kind == "email_password" else ""
+        created = control.add_user(
+            email, password or None, name="External User", kind=kind, directory="external", **extra
+        )
+        return User(created["oid"], email, password, created["name"], kind, "external")
 
     return make
 

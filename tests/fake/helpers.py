@@ -1,9 +1,10 @@
-"""Shared helpers for the fake identity server tests: MSAL apps and a user record."""
+"""Shared helpers for the fake identity server tests: MSAL apps (B2C, Entra, External ID) and a
+user record."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import jwt
@@ -24,6 +25,11 @@ class User:
     password: str
     name: str
     kind: str
+    directory: str = "b2c"
+
+    def as_dict(self) -> dict[str, str]:
+        """The shape FakeIdentityClient.sign_in_as takes (the control API's, plus the password)."""
+        return asdict(self)
 
 
 def new_email() -> str:
@@ -58,8 +64,44 @@ def entra_app(
     )
 
 
-def graph_token(fake: FakeIdentityServer) -> str:
-    result = entra_app(fake, fake.config.b2c_tenant_id).acquire_token_for_client(GRAPH_SCOPE)
+def external_authority(fake: FakeIdentityServer, tenant: str | None = None) -> str:
+    """The External ID authority on the fake's ciamlogin.com listener, as `oidc_authority=`."""
+    return f"{fake.external_id_url}/{tenant or fake.config.external_tenant_id}/v2.0"
+
+
+def external_metadata_url(fake: FakeIdentityServer, tenant: str | None = None) -> str:
+    return f"{external_authority(fake, tenant)}/.well-known/openid-configuration"
+
+
+def external_app(
+    fake: FakeIdentityServer,
+    tenant: str | None = None,
+    *,
+    client_id: str | None = None,
+    secret: str | None = None,
+) -> msal.ConfidentialClientApplication:
+    """The real MSAL client for the external tenant, given its authority as `oidc_authority`."""
+    cfg = fake.config
+    return msal.ConfidentialClientApplication(
+        client_id or cfg.external_client_id,
+        client_credential=secret or cfg.external_client_secret,
+        oidc_authority=external_authority(fake, tenant),
+    )
+
+
+def graph_token(fake: FakeIdentityServer, directory: str = "b2c") -> str:
+    """An app-only Graph token from login.microsoftonline.com for the B2C or the external tenant."""
+    cfg = fake.config
+    if directory == "external":
+        app = entra_app(
+            fake,
+            cfg.external_tenant_id,
+            client_id=cfg.external_client_id,
+            secret=cfg.external_client_secret,
+        )
+    else:
+        app = entra_app(fake, cfg.b2c_tenant_id)
+    result = app.acquire_token_for_client(GRAPH_SCOPE)
     assert "access_token" in result, result
     return result["access_token"]
 

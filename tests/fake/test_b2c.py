@@ -416,7 +416,8 @@ def test_wrong_nonce_is_caught_by_msal(
 
 
 def test_every_defect_is_covered() -> None:
-    assert set(EXPECTED_FAILURE) | {"wrong_nonce"} == set(ID_TOKEN_DEFECTS)
+    """wrong_tid is External ID's (test_external_id): a B2C ID token has no tid."""
+    assert set(EXPECTED_FAILURE) | {"wrong_nonce", "wrong_tid"} == set(ID_TOKEN_DEFECTS)
 
 
 def test_raw_flow_without_msal(fake: FakeIdentityServer, control: FakeIdentityClient, user: User) -> None:

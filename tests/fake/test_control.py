@@ -40,6 +40,9 @@ def test_add_and_list_users(fake: FakeIdentityServer) -> None:
         ({"email": "a@example.com", "colour": "red"}, 400),
         ({"email": "a@example.com", "name": 3}, 400),
         ({"email": "a@example.com", "oid": "not-a-guid"}, 400),
+        ({"email": "a@example.com", "directory": "workforce"}, 400),
+        ({"email": "a@example.com", "kind": "email_otp"}, 400),  # an external kind in B2C
+        ({"email": "a@example.com", "kind": "local", "directory": "external"}, 400),
         (["not", "an", "object"], 400),
     ],
 )
@@ -60,6 +63,7 @@ def test_duplicate_email_is_409(fake: FakeIdentityServer, control: FakeIdentityC
     "knobs",
     [
         {"next_id_token": "slightly_off"},
+        {"email_claim": "yes"},
         {"graph_throttle": {"count": 1, "status": 500}},
         {"graph_throttle": {"count": -1}},
         {"roles": "User.Read.All"},
@@ -74,6 +78,25 @@ def test_bad_knobs_are_rejected_and_change_nothing(fake: FakeIdentityServer, kno
     assert requests.get(f"{fake.base_url}/_fake/knobs").json() == before
 
 
+def test_external_users_live_in_their_own_directory(
+    fake: FakeIdentityServer, control: FakeIdentityClient
+) -> None:
+    email = new_email()
+    b2c = control.add_user(email, "pw", kind="local")
+    external = control.add_user(email.upper(), directory="external")  # the same address: another tenant
+    assert b2c["directory"] == "b2c" and external["directory"] == "external"
+    assert external["kind"] == "email_password"  # the directory's first kind
+    assert b2c["oid"] != external["oid"]
+
+    response = requests.post(
+        f"{fake.base_url}/_fake/users", json={"email": email, "directory": "external", "kind": "google"}
+    )
+    assert response.status_code == 409
+    assert [u["oid"] for u in control.users("external") if u["email"].lower() == email] == [external["oid"]]
+    assert all(u["directory"] == "b2c" for u in control.users("b2c"))
+    assert {b2c["oid"], external["oid"]} <= {u["oid"] for u in control.users()}
+
+
 def test_reset_restores_knobs_and_counters_but_keeps_users(
     fake: FakeIdentityServer, control: FakeIdentityClient
 ) -> None:
@@ -85,6 +108,7 @@ def test_reset_restores_knobs_and_counters_but_keeps_users(
 
     control.reset()
     assert control.knobs() == defaults
+    assert defaults["email_claim"] is False  # a new app registration has no optional claims
     assert set(control.counters().values()) == {0}
     assert any(u["oid"] == oid for u in control.users())
 
@@ -111,6 +135,28 @@ def test_config_round_trips_through_json_and_seeds_users(tmp_path) -> None:  # n
     ]
 
 
+def test_config_has_a_second_registration_in_the_external_tenant(tmp_path) -> None:  # noqa: ANN001
+    config = FakeConfig.random(
+        external_email_claim=True,
+        users=[{"email": "otp@example.com", "kind": "email_otp", "directory": "external"}],
+    )
+    assert config.external_domain == "photosharedevext.onmicrosoft.com"
+    assert config.external_client_id != config.client_id
+    assert config.external_client_secret != config.client_secret
+    assert len({config.b2c_tenant_id, config.main_tenant_id, config.external_tenant_id}) == 3
+    config.write_json(tmp_path / "fake.json")
+    loaded = FakeConfig.from_json_file(tmp_path / "fake.json")
+    assert loaded == config
+
+    client = create_fake_app(loaded).test_client()
+    assert client.get("/_fake/knobs").get_json()["email_claim"] is True
+    client.post("/_fake/knobs", json={"email_claim": False})
+    client.post("/_fake/reset")
+    assert client.get("/_fake/knobs").get_json()["email_claim"] is True  # reset goes back to the config
+    (seeded,) = client.get("/_fake/users?directory=external").get_json()
+    assert seeded["kind"] == "email_otp"
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -118,11 +164,19 @@ def test_config_round_trips_through_json_and_seeds_users(tmp_path) -> None:  # n
         {"b2c_tenant_name": "photosharedev.onmicrosoft.com"},
         {"client_secret": ""},
         {"policies": []},
+        {"external_tenant_id": "photosharedevext"},
+        {"external_subdomain": "photosharedevext.ciamlogin.com"},
+        {"external_subdomain": ""},
+        {"external_client_secret": ""},
+        {"external_client_id": "{client_id}"},  # one registration for both is not how it works
+        {"external_tenant_id": "{b2c_tenant_id}"},
     ],
 )
 def test_config_rejects_mistakes(overrides: dict) -> None:
+    base = FakeConfig.random().to_dict()
+    overrides = {k: v.format(**base) if isinstance(v, str) else v for k, v in overrides.items()}
     with pytest.raises(ValueError):
-        FakeConfig.random(**overrides)
+        FakeConfig.from_dict({**base, **overrides})
 
 
 def test_config_rejects_unknown_keys() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import jwt
+import msal
 import pytest
 import requests
 from msal.exceptions import MsalServiceError
@@ -187,3 +188,78 @@ def test_counters_count_every_call_including_failures(
     assert counters["client_credentials_token"] == 2
     assert counters["metadata"] == 3
     assert counters["graph"] == 0
+
+
+# --- the external tenant's app registration -----------------------------------------------------
+
+
+def external_entra_app(
+    fake: FakeIdentityServer, tenant: str, **change: str
+) -> msal.ConfidentialClientApplication:
+    cfg = fake.config
+    credentials = {"client_id": cfg.external_client_id, "secret": cfg.external_client_secret, **change}
+    return entra_app(fake, tenant, **credentials)
+
+
+@pytest.mark.parametrize("tenant_form", ["guid", "domain"])
+def test_external_tenant_issues_a_graph_app_token_for_its_client(
+    fake: FakeIdentityServer, tenant_form: str
+) -> None:
+    cfg = fake.config
+    tenant = cfg.external_tenant_id if tenant_form == "guid" else cfg.external_domain
+    result = external_entra_app(fake, tenant).acquire_token_for_client(GRAPH_SCOPE)
+    assert "access_token" in result, result
+    metadata = requests.get(f"{fake.base_url}/{tenant}/v2.0/.well-known/openid-configuration").json()
+    key = jwks_keys(metadata["jwks_uri"])[jwt.get_unverified_header(result["access_token"])["kid"]]
+    claims = jwt.decode(
+        result["access_token"], key.key, algorithms=["RS256"], audience="https://graph.microsoft.com"
+    )
+    assert claims["iss"] == f"https://sts.windows.net/{cfg.external_tenant_id}/"
+    assert claims["tid"] == cfg.external_tenant_id
+    assert claims["appid"] == claims["azp"] == cfg.external_client_id
+    assert claims["roles"] == ["User.Read.All"]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "client"),
+    [
+        ("main", "external"),  # the classic mistake: the workforce tenant's id
+        ("b2c", "external"),
+        ("external", "b2c"),
+    ],
+)
+def test_a_client_outside_its_tenant_gives_aadsts700016(
+    fake: FakeIdentityServer, tenant: str, client: str
+) -> None:
+    cfg = fake.config
+    tenant_id = {"main": cfg.main_tenant_id, "b2c": cfg.b2c_tenant_id, "external": cfg.external_tenant_id}[
+        tenant
+    ]
+    client_id, secret = {
+        "external": (cfg.external_client_id, cfg.external_client_secret),
+        "b2c": (cfg.client_id, cfg.client_secret),
+    }[client]
+    result = entra_app(fake, tenant_id, client_id=client_id, secret=secret).acquire_token_for_client(
+        GRAPH_SCOPE
+    )
+    assert result["error"] == "unauthorized_client"
+    assert result["error_codes"] == [700016]
+    assert result["error_description"].startswith(
+        f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory "
+        f"'{tenant_id}'."
+    )
+
+
+def test_external_client_secret_errors_name_the_external_app(
+    fake: FakeIdentityServer, control: FakeIdentityClient
+) -> None:
+    cfg = fake.config
+    wrong = external_entra_app(fake, cfg.external_tenant_id, secret="not-it").acquire_token_for_client(
+        GRAPH_SCOPE
+    )
+    assert wrong["error_codes"] == [7000215] and f"'{cfg.external_client_id}'" in wrong["error_description"]
+    b2c_secret = external_entra_app(fake, cfg.external_tenant_id, secret=cfg.client_secret)
+    assert b2c_secret.acquire_token_for_client(GRAPH_SCOPE)["error_codes"] == [7000215]
+    control.set_knobs(secret_expired=True)
+    expired = external_entra_app(fake, cfg.external_tenant_id).acquire_token_for_client(GRAPH_SCOPE)
+    assert expired["error_codes"] == [7000222]

@@ -229,3 +229,96 @@ def test_graph_counter_counts_every_request(
     counters = control.counters()
     assert counters["graph"] == 3
     assert counters["client_credentials_token"] == 1
+
+
+# --- the external tenant: its own users, their shapes -----------------------------------------------
+
+
+@pytest.fixture
+def external_token(fake: FakeIdentityServer) -> str:
+    return graph_token(fake, "external")
+
+
+def test_external_email_password_user_shape(
+    fake: FakeIdentityServer, external_token: str, make_external_user: Callable[..., User]
+) -> None:
+    user = make_external_user("email_password")
+    domain = fake.config.external_domain
+    body = get_user(fake, external_token, user.oid, select=f"{SELECT},userPrincipalName,creationType").json()
+    upn = body["userPrincipalName"]
+    assert upn.endswith(f"@{domain}") and str(uuid.UUID(upn.split("@")[0])) != user.oid
+    assert body["mail"] is None and body["otherMails"] == []
+    assert body["creationType"] == "LocalAccount"
+    assert body["identities"] == [
+        {"signInType": "emailAddress", "issuer": domain, "issuerAssignedId": user.email},
+        {"signInType": "userPrincipalName", "issuer": domain, "issuerAssignedId": upn},
+    ]
+
+
+def test_external_email_otp_user_shape(
+    fake: FakeIdentityServer, external_token: str, make_external_user: Callable[..., User]
+) -> None:
+    user = make_external_user("email_otp")
+    body = get_user(fake, external_token, user.oid, select=f"{SELECT},userPrincipalName").json()
+    assert body["mail"] is None and body["otherMails"] == []
+    assert body["identities"] == [
+        {"signInType": "federated", "issuer": "mail", "issuerAssignedId": user.email},
+        {
+            "signInType": "userPrincipalName",
+            "issuer": fake.config.external_domain,
+            "issuerAssignedId": body["userPrincipalName"],
+        },
+    ]
+
+
+def test_external_google_user_shape(
+    fake: FakeIdentityServer, external_token: str, make_external_user: Callable[..., User]
+) -> None:
+    user = make_external_user("google")
+    body = get_user(fake, external_token, user.oid).json()
+    assert body["mail"] is None and body["otherMails"] == [user.email]
+    federated, upn = body["identities"]
+    assert federated["signInType"] == "federated" and federated["issuer"] == "google.com"
+    assert federated["issuerAssignedId"].isdigit() and federated["issuerAssignedId"] != user.email
+    assert upn["signInType"] == "userPrincipalName"
+
+
+def test_external_mail_when_set(
+    fake: FakeIdentityServer, external_token: str, make_external_user: Callable[..., User]
+) -> None:
+    user = make_external_user("email_otp", mail="otp@example.org")
+    assert get_user(fake, external_token, user.oid).json()["mail"] == "otp@example.org"
+
+
+def test_each_tenant_sees_only_its_own_users(
+    fake: FakeIdentityServer,
+    token: str,
+    external_token: str,
+    user: User,
+    make_external_user: Callable[..., User],
+) -> None:
+    external = make_external_user()
+    for bearer, other in ((token, external.oid), (external_token, user.oid)):
+        response = get_user(fake, bearer, other)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "Request_ResourceNotFound"
+        assert response.json()["error"]["message"].startswith(f"Resource '{other}' does not exist")
+    assert get_user(fake, external_token, external.oid).status_code == 200
+
+    for bearer, directory in ((token, "b2c"), (external_token, "external")):
+        listed = requests.get(
+            f"{fake.base_url}/v1.0/users",
+            params={"$top": "999"},
+            headers={"Authorization": f"Bearer {bearer}"},
+        ).json()["value"]
+        expected = {u["oid"] for u in FakeIdentityClient(fake.base_url).users(directory)}
+        assert {u["id"] for u in listed} == expected
+
+
+def test_external_upn_lookup(
+    fake: FakeIdentityServer, external_token: str, token: str, make_external_user: Callable[..., User]
+) -> None:
+    user = make_external_user()
+    upn = get_user(fake, external_token, user.oid, select="userPrincipalName").json()["userPrincipalName"]
+    assert get_user(fake, external_token, upn, select=None).json()["id"] == user.oid
+    assert get_user(fake, token, upn).status_code == 404

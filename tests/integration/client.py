@@ -75,7 +75,7 @@ class AppClient:
 
     def sign_in(self, user: dict[str, Any]) -> None:
         auth_uri = self.start_login()
-        params = self.fake.sign_in(auth_uri, user["email"], user["password"])
+        params = self.fake.sign_in_as(auth_uri, user)
         response = self.finish_login(params)
         assert response.status_code == 302, response.text
         assert urlsplit(response.headers["Location"]).path == "/"

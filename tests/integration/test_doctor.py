@@ -17,9 +17,11 @@ from collections.abc import Callable
 import pytest
 
 from devstack.fake_identity.client import FakeIdentityClient
-from devstack.fake_identity.server import FakeIdentityServer
+from tests.conftest import PLATFORMS, Platform
 
 CHECKS = ["settings", "user_flows", "token", "token_claims", "graph"]
+both = pytest.mark.parametrize("platform", PLATFORMS, indirect=True)
+external_id = pytest.mark.parametrize("platform", ["external_id"], indirect=True)
 
 
 def run_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -30,10 +32,11 @@ def run_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         text=True,
         timeout=60,
     )
-    secret = env.get("AZURE_AD_B2C_CLIENT_SECRET", "")
-    assert secret
-    assert secret not in result.stdout
-    assert secret not in result.stderr
+    secrets = [env.get(name, "") for name in ("AZURE_AD_B2C_CLIENT_SECRET", "EXTERNAL_ID_CLIENT_SECRET")]
+    assert any(secrets)
+    for secret in filter(None, secrets):
+        assert secret not in result.stdout
+        assert secret not in result.stderr
     return result
 
 
@@ -43,9 +46,10 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 @pytest.fixture
-def doctor_env(app_env: dict[str, str]) -> dict[str, str]:
-    """The app's environment minus what the doctor must not need: database, storage, SECRET_KEY."""
-    env = dict(app_env)
+def doctor_env(platform_envs: dict[str, dict[str, str]], platform: Platform) -> dict[str, str]:
+    """The app's environment on the test's platform minus what the doctor must not need:
+    database, storage, SECRET_KEY."""
+    env = dict(platform_envs[platform.name])
     for name in (
         "DATABASE_URL",
         "AZURE_STORAGE_CONNECTION_STRING",
@@ -63,20 +67,42 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_all_green(doctor_env, make_user: Callable[..., dict], identity: FakeIdentityServer):
+@both
+def test_all_green(doctor_env, make_user: Callable[..., dict], platform: Platform):
     make_user("local")
     result = run_doctor(doctor_env)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = lines(result)
     assert [line[:4] for line in checks] == ["✓ 1.", "✓ 2.", "✓ 3.", "✓ 4.", "✓ 5."]
-    tenant = identity.config.b2c_tenant_id
+    tenant = platform.tenant_id
     assert f"the issuer names tenant {tenant}" in checks[1]
-    assert f"tid {tenant} is the B2C directory; roles: User.Read.All" in checks[3]
+    assert f"tid {tenant} is the {platform.directory.kind}; roles: User.Read.All" in checks[3]
     assert "/v1.0/users?$top=1 answered; sample user " in checks[4]
     assert "fix:" not in result.stdout
     assert result.stdout.splitlines()[-1] == "photoshare doctor: all checks passed"
 
 
+@external_id
+def test_the_workforce_tenant_id_is_found_by_the_tenants_name(doctor_env, fake: FakeIdentityClient, identity):
+    """External ID's sign-in metadata at a workforce tenant id is an error naming no tenant: the
+    doctor looks the external tenant up by its name and prints its real id."""
+    main, external = identity.config.main_tenant_id, identity.config.external_tenant_id
+    env = {**doctor_env, "EXTERNAL_ID_AUTHORITY": f"{identity.external_id_url}/{main}/v2.0"}
+    result = run_doctor(env, "--tenant-id", main)
+    assert result.returncode == 1
+    checks = lines(result)
+    assert checks[1] == (
+        f"✗ 2. sign-in metadata: the External ID tenant's metadata's issuer names tenant {external}, but "
+        f"EXTERNAL_ID_TENANT_ID is {main}: you probably used your workforce tenant's id"
+    )
+    assert f"fix: set EXTERNAL_ID_TENANT_ID={external}, the external tenant's id (Entra admin center" in (
+        result.stdout
+    )
+    assert checks[2].startswith("✗ 3. app-only token: AADSTS700016: the app ")
+    assert f"fix: set EXTERNAL_ID_TENANT_ID={external}" in result.stdout.split("✗ 3.")[1]
+
+
+@pytest.mark.parametrize("platform", ["b2c"], indirect=True)
 def test_wrong_tenant_names_the_main_directory_mix_up(doctor_env, fake: FakeIdentityClient, identity):
     main, b2c = identity.config.main_tenant_id, identity.config.b2c_tenant_id
     result = run_doctor(doctor_env, "--tenant-id", main)  # a flag wins over the environment
@@ -108,25 +134,27 @@ def test_unknown_tenant(doctor_env):
     assert "for sovereign clouds also set AZURE_AUTHORITY_HOST" in result.stdout
 
 
-def test_bad_secret(doctor_env, identity):
-    result = run_doctor({**doctor_env, "AZURE_AD_B2C_CLIENT_SECRET": "not-the-secret-" + uuid.uuid4().hex})
+@both
+def test_bad_secret(doctor_env, platform: Platform):
+    variable = platform.directory.secret_setting
+    result = run_doctor({**doctor_env, variable: "not-the-secret-" + uuid.uuid4().hex})
     assert result.returncode == 1
     assert lines(result)[2] == (
-        "✗ 3. app-only token: AADSTS7000215: AZURE_AD_B2C_CLIENT_SECRET is not a valid secret of app "
-        f"{identity.config.client_id}"
+        f"✗ 3. app-only token: AADSTS7000215: {variable} is not a valid secret of app {platform.client_id}"
     )
     assert "fix: put the secret's Value (not its Secret ID)" in result.stdout
 
 
-def test_expired_secret(doctor_env, fake: FakeIdentityClient, identity):
+@both
+def test_expired_secret(doctor_env, fake: FakeIdentityClient, platform: Platform):
     fake.set_knobs(secret_expired=True)
     result = run_doctor(doctor_env)
     assert result.returncode == 1
+    variable = platform.directory.secret_setting
     assert lines(result)[2] == (
-        f"✗ 3. app-only token: AADSTS7000222: AZURE_AD_B2C_CLIENT_SECRET of app {identity.config.client_id} "
-        "has expired"
+        f"✗ 3. app-only token: AADSTS7000222: {variable} of app {platform.client_id} has expired"
     )
-    assert "fix: create a new client secret in the B2C tenant's App registrations" in result.stdout
+    assert f"fix: create a new client secret in {platform.directory.portal}" in result.stdout
 
 
 def test_token_endpoint_down(doctor_env, fake: FakeIdentityClient):
@@ -137,8 +165,9 @@ def test_token_endpoint_down(doctor_env, fake: FakeIdentityClient):
     assert "fix: retry later" in result.stdout
 
 
+@both
 @pytest.mark.parametrize(("roles", "shown"), [([], "none"), (["User.ReadBasic.All"], "User.ReadBasic.All")])
-def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, identity, roles, shown):
+def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, platform: Platform, roles, shown):
     fake.set_knobs(roles=roles)
     result = run_doctor(doctor_env)
     assert result.returncode == 1
@@ -148,8 +177,8 @@ def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, identity
         f"(roles: {shown}); Graph will answer 403"
     )
     assert (
-        f"fix: grant User.Read.All (or Directory.Read.All): in the B2C tenant's App registrations → "
-        f"{identity.config.client_id} → API permissions"
+        f"fix: grant User.Read.All (or Directory.Read.All): in {platform.directory.portal} → "
+        f"{platform.client_id} → API permissions"
     ) in result.stdout
     assert "'Grant admin consent'" in result.stdout
     assert checks[4].startswith("– 5.")
@@ -228,13 +257,22 @@ def test_unknown_user_flow(doctor_env):
     assert "fix: check AZURE_AD_B2C_TENANT_NAME and AZURE_AD_B2C_PASSWORD_RESET_POLICY" in result.stdout
 
 
+EMAIL_IDENTITY = "identities[signInType=emailAddress].issuerAssignedId"
+PASSCODE_IDENTITY = "identities[signInType=federated, issuer=mail].issuerAssignedId"
+
+
 @pytest.mark.parametrize(
-    ("kind", "extra", "source"),
+    ("platform", "kind", "extra", "source"),
     [
-        ("local", {}, "identities[signInType=emailAddress].issuerAssignedId"),
-        ("social", {}, "otherMails[0]"),
-        ("local", {"mail": "work@example.com"}, "mail"),
+        ("b2c", "local", {}, EMAIL_IDENTITY),
+        ("b2c", "social", {}, "otherMails[0]"),
+        ("b2c", "local", {"mail": "work@example.com"}, "mail"),
+        ("external_id", "email_password", {}, EMAIL_IDENTITY),
+        ("external_id", "email_otp", {}, PASSCODE_IDENTITY),
+        ("external_id", "google", {}, "otherMails[0]"),
+        ("external_id", "email_password", {"mail": "work@example.com"}, "mail"),
     ],
+    indirect=["platform"],
 )
 def test_user_email_and_its_source(doctor_env, make_user, kind, extra, source):
     user = make_user(kind, **extra)
@@ -244,23 +282,29 @@ def test_user_email_and_its_source(doctor_env, make_user, kind, extra, source):
     assert lines(result)[5] == f"✓ 6. user email: user {user['oid']} → {email} (from {source})"
 
 
-def test_unknown_user(doctor_env):
+@both
+def test_unknown_user(doctor_env, platform: Platform):
     oid = str(uuid.uuid4())
     result = run_doctor(doctor_env, "--user", oid)
     assert result.returncode == 1
-    assert lines(result)[5] == f"✗ 6. user email: user {oid} does not exist in the B2C directory"
+    assert lines(result)[5] == f"✗ 6. user email: user {oid} does not exist in the {platform.directory.kind}"
 
 
-def test_json_output(doctor_env, identity):
+@both
+def test_json_output(doctor_env, identity, platform: Platform):
     green = run_doctor(doctor_env, "--json")
     assert green.returncode == 0
     results = json.loads(green.stdout)
     assert [r["name"] for r in results] == CHECKS
     assert all(set(r) == {"name", "ok", "detail", "fix"} and r["ok"] is True for r in results)
 
-    wrong = run_doctor({**doctor_env, "AZURE_AD_B2C_TENANT_ID": identity.config.main_tenant_id}, "--json")
+    main, variable = identity.config.main_tenant_id, platform.directory.tenant_id_setting
+    wrong_env = {**doctor_env, variable: main}
+    if platform.external_id:
+        wrong_env["EXTERNAL_ID_AUTHORITY"] = f"{identity.external_id_url}/{main}/v2.0"
+    wrong = run_doctor(wrong_env, "--json")
     assert wrong.returncode == 1
     by_name = {r["name"]: r for r in json.loads(wrong.stdout)}
     assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
     assert by_name["token"]["detail"].startswith("AADSTS700016: the app ")
-    assert by_name["token"]["fix"].startswith(f"set AZURE_AD_B2C_TENANT_ID={identity.config.b2c_tenant_id}")
+    assert by_name["token"]["fix"].startswith(f"set {variable}={platform.tenant_id}")
