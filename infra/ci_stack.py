@@ -3,9 +3,12 @@
     python -m infra.ci_stack run      [--stack ci-123] [--org my-org]  # create, up, test, destroy
     python -m infra.ci_stack destroy  --stack ci-123  [--org my-org]  # clean up after a cancel
 
-Configuration comes from the environment (GitHub secrets/variables in CI):
-AZURE_LOCATION, PHOTOSHARE_B2C_TENANT_NAME, PHOTOSHARE_B2C_TENANT_ID, PHOTOSHARE_B2C_CLIENT_ID,
-PHOTOSHARE_B2C_CLIENT_SECRET. Azure credentials are the provider's usual ARM_* variables
+Configuration comes from the environment (GitHub secrets/variables in CI): AZURE_LOCATION and
+PHOTOSHARE_IDENTITY_PLATFORM (`b2c`, the default, or `externalId`), then for B2C
+PHOTOSHARE_B2C_TENANT_NAME, PHOTOSHARE_B2C_TENANT_ID, PHOTOSHARE_B2C_CLIENT_ID,
+PHOTOSHARE_B2C_CLIENT_SECRET, for External ID PHOTOSHARE_EXTERNAL_ID_TENANT_SUBDOMAIN,
+PHOTOSHARE_EXTERNAL_ID_TENANT_ID, PHOTOSHARE_EXTERNAL_ID_CLIENT_ID,
+PHOTOSHARE_EXTERNAL_ID_CLIENT_SECRET. Azure credentials are the provider's usual ARM_* variables
 (ARM_USE_OIDC=true in GitHub Actions) and the Pulumi backend is PULUMI_ACCESS_TOKEN or
 PULUMI_BACKEND_URL.
 """
@@ -28,12 +31,22 @@ from typing import Any, Protocol
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "photoshare"
 
-ENVIRONMENT = {
-    "azure-native:location": ("AZURE_LOCATION", False),
-    "photoshare:b2cTenantName": ("PHOTOSHARE_B2C_TENANT_NAME", False),
-    "photoshare:b2cTenantId": ("PHOTOSHARE_B2C_TENANT_ID", False),
-    "photoshare:b2cClientId": ("PHOTOSHARE_B2C_CLIENT_ID", False),
-    "photoshare:b2cClientSecret": ("PHOTOSHARE_B2C_CLIENT_SECRET", True),
+# Stack key -> (environment variable, secret?), per identity platform.
+ENVIRONMENTS = {
+    "b2c": {
+        "azure-native:location": ("AZURE_LOCATION", False),
+        "photoshare:b2cTenantName": ("PHOTOSHARE_B2C_TENANT_NAME", False),
+        "photoshare:b2cTenantId": ("PHOTOSHARE_B2C_TENANT_ID", False),
+        "photoshare:b2cClientId": ("PHOTOSHARE_B2C_CLIENT_ID", False),
+        "photoshare:b2cClientSecret": ("PHOTOSHARE_B2C_CLIENT_SECRET", True),
+    },
+    "externalId": {
+        "azure-native:location": ("AZURE_LOCATION", False),
+        "photoshare:externalIdTenantSubdomain": ("PHOTOSHARE_EXTERNAL_ID_TENANT_SUBDOMAIN", False),
+        "photoshare:externalIdTenantId": ("PHOTOSHARE_EXTERNAL_ID_TENANT_ID", False),
+        "photoshare:externalIdClientId": ("PHOTOSHARE_EXTERNAL_ID_CLIENT_ID", False),
+        "photoshare:externalIdClientSecret": ("PHOTOSHARE_EXTERNAL_ID_CLIENT_SECRET", True),
+    },
 }
 
 Fetch = Callable[[str], tuple[int, str]]
@@ -78,12 +91,19 @@ def stack_config(env: Mapping[str, str]) -> dict[str, Any]:
     """Stack config from the environment; the client secret is stored as a Pulumi secret."""
     from pulumi import automation as auto
 
-    missing = [var for var, _ in ENVIRONMENT.values() if not env.get(var)]
+    platform = env.get("PHOTOSHARE_IDENTITY_PLATFORM") or "b2c"
+    if platform not in ENVIRONMENTS:
+        raise SystemExit(
+            f"PHOTOSHARE_IDENTITY_PLATFORM must be {' or '.join(ENVIRONMENTS)}, got {platform!r}"
+        )
+    environment = ENVIRONMENTS[platform]
+    missing = [var for var, _ in environment.values() if not env.get(var)]
     if missing:
         raise SystemExit(f"missing environment variables: {', '.join(missing)}")
     config = {
-        key: auto.ConfigValue(value=env[var], secret=secret) for key, (var, secret) in ENVIRONMENT.items()
+        key: auto.ConfigValue(value=env[var], secret=secret) for key, (var, secret) in environment.items()
     }
+    config["photoshare:identityPlatform"] = auto.ConfigValue(value=platform)
     config["photoshare:owner"] = auto.ConfigValue(value=env.get("GITHUB_REPOSITORY", "ci"))
     return config
 

@@ -115,6 +115,23 @@ def test_config_comes_from_the_environment_with_the_secret_marked() -> None:
     assert ci_stack.default_stack_name(ENV) == "ci-42-2"
 
 
+def test_an_external_id_stack_takes_its_own_variables() -> None:
+    env = {
+        "AZURE_LOCATION": "westeurope",
+        "PHOTOSHARE_IDENTITY_PLATFORM": "externalId",
+        "PHOTOSHARE_EXTERNAL_ID_TENANT_SUBDOMAIN": "tailspintoys",
+        "PHOTOSHARE_EXTERNAL_ID_TENANT_ID": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+        "PHOTOSHARE_EXTERNAL_ID_CLIENT_ID": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+        "PHOTOSHARE_EXTERNAL_ID_CLIENT_SECRET": "not-a-real-secret",
+    }
+    config = ci_stack.stack_config(env)
+    assert config["photoshare:identityPlatform"].value == "externalId"
+    assert config["photoshare:externalIdClientSecret"].secret is True
+    assert not any(key.startswith("photoshare:b2c") for key in config)
+    with pytest.raises(SystemExit, match="PHOTOSHARE_EXTERNAL_ID_TENANT_ID"):
+        ci_stack.stack_config({k: v for k, v in env.items() if not k.endswith("TENANT_ID")})
+
+
 def test_missing_environment_names_every_variable() -> None:
     with pytest.raises(SystemExit, match="PHOTOSHARE_B2C_CLIENT_SECRET"):
         ci_stack.stack_config({k: v for k, v in ENV.items() if "SECRET" not in k})
