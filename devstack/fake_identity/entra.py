@@ -187,10 +187,10 @@ def client_secret_error(fake: FakeIdentity, client_id: str, expected: str, secre
     return None
 
 
-def client_credentials_token(fake: FakeIdentity, tenant: str, tenant_id: str) -> Response:
-    """The client_credentials grant for `tenant_id` (named `tenant` in the URL): an app-only
-    token for the app registered there, or Entra's error (AADSTS700016 for any other app)."""
-    cfg, state = fake.config, fake.state
+def authenticated_client(fake: FakeIdentity, tenant: str, tenant_id: str) -> tuple[str, str] | Response:
+    """The registration (client id, secret) the request authenticates as, in `tenant_id`, or
+    Entra's error: a missing client_id, an app not registered there (AADSTS700016), a secret
+    that is wrong or expired."""
     client_id, secret = client_credentials_from_request()
     if not client_id:
         return missing_parameter("entra", "client_id")
@@ -200,6 +200,16 @@ def client_credentials_token(fake: FakeIdentity, tenant: str, tenant_id: str) ->
     problem = client_secret_error(fake, registered[0], registered[1], secret)
     if problem is not None:
         return problem
+    return registered
+
+
+def client_credentials_token(fake: FakeIdentity, tenant: str, tenant_id: str) -> Response:
+    """The client_credentials grant for `tenant_id` (named `tenant` in the URL): an app-only
+    token for the app registered there, or Entra's error (AADSTS700016 for any other app)."""
+    cfg, state = fake.config, fake.state
+    registered = authenticated_client(fake, tenant, tenant_id)
+    if isinstance(registered, Response):
+        return registered
 
     scopes = request.form.get("scope", "").split()
     if not scopes:

@@ -23,10 +23,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from .context import FakeIdentity, current
 from .entra import (
-    app_not_found,
-    client_credentials_from_request,
+    authenticated_client,
     client_credentials_token,
-    client_secret_error,
     endpoint_down,
 )
 from .errors import entra_error, missing_parameter
@@ -63,15 +61,9 @@ def token(tenant: str) -> Response:
             "token after sign-in.",
         )
 
-    client_id, secret = client_credentials_from_request()
-    if not client_id:
-        return missing_parameter("entra", "client_id")
-    registered = fake.registration(tenant_id, client_id)
-    if registered is None:
-        return app_not_found(client_id, tenant)
-    problem = client_secret_error(fake, registered[0], registered[1], secret)
-    if problem is not None:
-        return problem
+    registered = authenticated_client(fake, tenant, tenant_id)
+    if isinstance(registered, Response):
+        return registered
     return _redeem_code(fake, tenant_id, registered[0])
 
 

@@ -32,6 +32,17 @@ class User:
         return asdict(self)
 
 
+def hand_made_authorize_query(**change: str) -> dict[str, str]:
+    """A minimal authorize request by hand (no PKCE, no nonce), with `change` applied (the
+    client_id among them)."""
+    return {
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid",
+        **change,
+    }
+
+
 def new_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 

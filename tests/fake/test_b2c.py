@@ -17,7 +17,15 @@ import pytest
 import requests
 
 from devstack.fake_identity import ID_TOKEN_DEFECTS, FakeIdentityClient, FakeIdentityServer
-from tests.fake.helpers import REDIRECT_URI, SIGNUP_SIGNIN, User, b2c_app, new_email, verify_jwt
+from tests.fake.helpers import (
+    REDIRECT_URI,
+    SIGNUP_SIGNIN,
+    User,
+    b2c_app,
+    hand_made_authorize_query,
+    new_email,
+    verify_jwt,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended")
 
@@ -31,14 +39,7 @@ def metadata_url(fake: FakeIdentityServer, policy: str = SIGNUP_SIGNIN) -> str:
 
 
 def authorize_query(fake: FakeIdentityServer, **change: str) -> dict[str, str]:
-    """A minimal authorize request by hand (no PKCE, no nonce), with `change` applied."""
-    return {
-        "client_id": fake.config.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid",
-        **change,
-    }
+    return hand_made_authorize_query(**{"client_id": fake.config.client_id, **change})
 
 
 def signed_in(

@@ -24,6 +24,7 @@ from tests.fake.helpers import (
     external_app,
     external_authority,
     external_metadata_url,
+    hand_made_authorize_query,
     new_email,
     verify_jwt,
 )
@@ -47,14 +48,7 @@ def token_url(fake: FakeIdentityServer) -> str:
 
 
 def authorize_query(fake: FakeIdentityServer, **change: str) -> dict[str, str]:
-    """A minimal authorize request by hand (no PKCE, no nonce), with `change` applied."""
-    return {
-        "client_id": fake.config.external_client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid",
-        **change,
-    }
+    return hand_made_authorize_query(**{"client_id": fake.config.external_client_id, **change})
 
 
 def start(fake: FakeIdentityServer) -> tuple[msal.ConfidentialClientApplication, dict]:
