@@ -78,7 +78,8 @@ class Doctor:
         self.settings: IdentitySettings | None = None
         self.identity: IdentityClient | None = None
         self.graph: GraphClient | None = None
-        self.claims: dict[str, Any] | None = None
+        self.claims: dict[str, Any] | None = None  # None: the access token is not a JWT
+        self._users_page: dict[str, Any] | GraphError | None = None  # one Graph call, two checks
         self.issuer_tenant: str | None = None  # set when the user flows name another tenant
 
     def run(self) -> list[CheckResult]:
@@ -184,10 +185,7 @@ class Doctor:
             result = graph.token()
         except TokenError as exc:
             return self._token_failure("token", exc)
-        try:
-            self.claims = jwt.decode(result["access_token"], options={"verify_signature": False})
-        except jwt.PyJWTError:
-            self.claims = {}  # check 4 says what that means
+        self.claims = _jwt_claims(result["access_token"])
         return CheckResult("token", True, f"acquired from {s.graph_authority} for {s.graph_scope}")
 
     def _token_failure(self, name: str, exc: TokenError) -> CheckResult:
@@ -209,21 +207,17 @@ class Doctor:
 
     # 4 ----------------------------------------------------------------------------------------
     def check_token_claims(self) -> CheckResult:
+        """The token's tenant and roles, read from it when it is a JWT; access tokens are opaque
+        to clients by contract, so for any other token Graph's answer decides."""
         s, graph = self._settings(), self._graph()
-        claims = self.claims or {}
-        if not claims:
-            return CheckResult(
-                "token_claims",
-                False,
-                "the access token is not a JWT: cannot read its tenant and roles",
-                f"check AZURE_AUTHORITY_HOST and GRAPH_ENDPOINT (scope {s.graph_scope})",
-            )
-        tid = str(claims.get("tid", "")).lower()
+        if self.claims is None:
+            return self._opaque_token_claims()
+        tid = str(self.claims.get("tid", "")).lower()
         if tid != s.tenant_id:
             known = tid if is_guid(tid) else None
             diagnosis = graph.diagnose("token_tenant", token_tenant=tid or "missing", known_tenant=known)
             return CheckResult.failed("token_claims", diagnosis)
-        roles = [str(r) for r in claims.get("roles") or []]
+        roles = [str(r) for r in self.claims.get("roles") or []]
         if not set(roles) & set(READ_USERS_ROLES):
             return CheckResult.failed(
                 "token_claims", graph.diagnose("missing_role", roles=", ".join(roles) or "none")
@@ -232,13 +226,37 @@ class Doctor:
             "token_claims", True, f"tid {tid} is the {s.directory.kind}; roles: {', '.join(roles)}"
         )
 
+    def _opaque_token_claims(self) -> CheckResult:
+        """An opaque token's permission, judged by whether Graph lets it read users."""
+        opaque = "the access token is opaque (not a JWT)"
+        page = self._users()
+        if isinstance(page, GraphError):
+            if page.diagnosis is not None:  # 403 (no permission) or 401 (token refused)
+                return CheckResult.failed("token_claims", page.diagnosis)
+            return CheckResult("token_claims", True, f"{opaque}; Graph did not answer: see check 5")
+        return CheckResult(
+            "token_claims",
+            True,
+            f"{opaque}; Graph accepts it for reading the {self._settings().directory.kind}'s users",
+        )
+
+    def _users(self) -> dict[str, Any] | GraphError:
+        """The first page of users (one user), or Graph's error; fetched once per run."""
+        if self._users_page is None:
+            try:
+                self._users_page = self._graph().get(
+                    "users", {"$top": "1", "$select": "id,mail,otherMails,identities"}
+                )
+            except GraphError as exc:
+                self._users_page = exc
+        return self._users_page
+
     # 5 ----------------------------------------------------------------------------------------
     def check_graph(self) -> CheckResult:
         graph = self._graph()
-        try:
-            page = graph.get("users", {"$top": "1", "$select": "id,mail,otherMails,identities"})
-        except GraphError as exc:
-            return self._graph_failure("graph", exc)
+        page = self._users()
+        if isinstance(page, GraphError):
+            return self._graph_failure("graph", page)
         users = page.get("value") or []
         where = f"{graph.graph_endpoint}/v1.0/users?$top=1"
         if not users:
@@ -252,8 +270,11 @@ class Doctor:
                 f"{where} answered; sample user {sample.get('id')} has no email by the app's rules "
                 "(no mail, emailAddress identity or otherMails)",
             )
+        # Another user's address: masked, as the report may end up in a CI log.
         return CheckResult(
-            "graph", True, f"{where} answered; sample user {sample.get('id')} → {email} (from {source})"
+            "graph",
+            True,
+            f"{where} answered; sample user {sample.get('id')} → {mask_email(email)} (from {source})",
         )
 
     # 6 ----------------------------------------------------------------------------------------
@@ -322,6 +343,24 @@ class Doctor:
     def _graph(self) -> GraphClient:
         assert self.graph is not None, "run() orders the checks"
         return self.graph
+
+
+def mask_email(email: str) -> str:
+    """`ann@example.com` → `a…@example.com`: the domain and the first letter, enough to see
+    which field the address came from without printing it."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return "…"
+    return f"{local[:1]}…@{domain}"
+
+
+def _jwt_claims(token: str) -> dict[str, Any] | None:
+    """The unverified claims of a JWT access token, or None for an opaque one."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def _authority_setting(s: IdentitySettings) -> str:

@@ -68,7 +68,11 @@ def token(tenant: str, policy: str) -> Response:
             "AADB2C90079",
             "Clients must send a client_secret when redeeming a confidential grant.",
         )
-    if not hmac.compare_digest(secret.encode(), cfg.client_secret.encode()):
+    # B2C's error list has no code of its own for an expired secret: the user flow answers an
+    # expired one (the `secret_expired` knob) as it answers a wrong one.
+    if not hmac.compare_digest(secret.encode(), cfg.client_secret.encode()) or fake.state.knob(
+        "secret_expired"
+    ):
         return b2c_error(
             401,
             "invalid_client",

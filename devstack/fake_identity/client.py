@@ -160,6 +160,28 @@ class FakeIdentityClient:
     def users(self, directory: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", f"users?directory={directory}" if directory else "users")
 
+    def register_redirect_uris(self, uris: list[str]) -> list[str]:
+        """Register redirect URIs (and External ID sign-out URIs) on both app registrations;
+        returns all registered. From the first one on, any other URI is refused."""
+        return self._call("POST", "redirect_uris", {"uris": list(uris)})
+
+    def redirect_uris(self) -> list[str]:
+        return self._call("GET", "redirect_uris")
+
+    def rotate_signing_key(self) -> list[str]:
+        """Publish a new signing key beside the current ones and sign with it; returns the kids
+        published, the new one first."""
+        self.set_knobs(rotate_signing_key=True)
+        return self.signing_kids()
+
+    def retire_old_signing_keys(self) -> list[str]:
+        """Unpublish every signing key but the current one; returns the kids published."""
+        self.set_knobs(retire_old_signing_keys=True)
+        return self.signing_kids()
+
+    def signing_kids(self) -> list[str]:
+        return self._call("GET", "signing_keys")
+
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
         return self._call("POST", "knobs", knobs)
 

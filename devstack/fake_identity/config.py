@@ -38,7 +38,8 @@ class FakeConfig:
     access_token_lifetime: int = 3600
     id_token_lifetime: int = 3600
     users: list[dict[str, Any]] = field(default_factory=list)
-    # Registered redirect URIs (both registrations); empty means "any http(s) URL".
+    # Redirect URIs registered at start (both registrations; more through the control API).
+    # While none is registered, any http(s) URL is accepted.
     redirect_uris: list[str] = field(default_factory=list)
     # Whether the external registration has the `email` optional claim configured (a new
     # registration has none); the `email_claim` knob starts from this value.

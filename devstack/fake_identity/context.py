@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from flask import current_app, request
 
 from .config import FakeConfig
 from .state import FakeState
-from .tokens import SigningKey
+from .tokens import KeyRing
 
 EXTENSION_KEY = "fake_identity"
 
@@ -21,9 +20,13 @@ class FakeIdentity:
 
     config: FakeConfig
     state: FakeState
-    key: SigningKey
     # Salt of the pairwise `sub` values (per user, per app, per tenant) in External ID tokens.
     pairwise_salt: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+
+    @property
+    def key(self) -> KeyRing:
+        """The published signing keys (the current one signs); rotated through the knobs."""
+        return self.state.keys
 
     def b2c_tenant_matches(self, segment: str) -> bool:
         """B2C accepts the tenant as `name.onmicrosoft.com` or as its GUID, in any case."""
@@ -66,11 +69,9 @@ class FakeIdentity:
         return registered
 
     def redirect_uri_registered(self, uri: str) -> bool:
-        """An http(s) URL in `config.redirect_uris` (any such URL when the list is empty)."""
-        parsed = urlsplit(uri)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            return False
-        return not self.config.redirect_uris or uri in self.config.redirect_uris
+        """A registered redirect URI (`config.redirect_uris` plus the control API's); any
+        http(s) URL while none is registered."""
+        return self.state.redirect_uri_registered(uri)
 
 
 def current() -> FakeIdentity:

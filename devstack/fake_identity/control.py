@@ -55,6 +55,26 @@ def add_user() -> tuple[Response, int]:
     return jsonify(user.public()), 201
 
 
+@bp.get("/redirect_uris")
+def get_redirect_uris() -> Response:
+    return jsonify(current().state.redirect_uris())
+
+
+@bp.post("/redirect_uris")
+def register_redirect_uris() -> Response:
+    """Add `{"uris": [...]}` to the app registrations' redirect URIs (both registrations)."""
+    body = _json_object()
+    if set(body) != {"uris"}:
+        raise StateError('send {"uris": ["https://app.example/auth/callback", ...]}')
+    return jsonify(current().state.register_redirect_uris(body["uris"]))
+
+
+@bp.get("/signing_keys")
+def signing_keys() -> Response:
+    """The kids of the published signing keys, the current (signing) one first."""
+    return jsonify(list(reversed(current().key.kids)))
+
+
 @bp.get("/knobs")
 def get_knobs() -> Response:
     return jsonify(current().state.knobs())

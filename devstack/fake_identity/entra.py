@@ -235,7 +235,9 @@ def client_credentials_token(fake: FakeIdentity, tenant: str, tenant_id: str) ->
         "token_type": "Bearer",
         "expires_in": cfg.access_token_lifetime,
         "ext_expires_in": cfg.access_token_lifetime,
-        "access_token": fake.key.sign(claims),
+        "access_token": (
+            state.issue_opaque_token(claims) if state.knob("opaque_access_token") else fake.key.sign(claims)
+        ),
     }
     return jsonify(body)
 

@@ -9,6 +9,7 @@ directory-read role gets in, and it sees that tenant's users only.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jwt
@@ -64,6 +65,33 @@ def _unauthenticated(message: str) -> Rejected:
     )
 
 
+def _token_claims(fake: FakeIdentity, token: str) -> dict[str, Any]:
+    """The claims of a token this server issued: a JWT signed by a published key, or an opaque
+    token (the `opaque_access_token` knob) looked up in its state."""
+    audiences = [*GRAPH_AUDIENCES, base_url(), base_url() + "/"]
+    opaque = fake.state.opaque_token_claims(token)
+    if opaque is not None:
+        if opaque["exp"] <= time.time():
+            raise _unauthenticated("Lifetime validation failed, the token is expired.")
+        if opaque["aud"] not in audiences:
+            raise _unauthenticated("Access token validation failure. Invalid audience.")
+        return opaque
+    try:
+        return fake.key.verify(
+            token,
+            # Graph's ids, plus this origin: a client deriving the scope from its Graph endpoint
+            # (`{endpoint}/.default`, right for national clouds) asks for a token for us.
+            audience=audiences,
+            options={"require": ["exp", "iat", "nbf", "tid"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthenticated("Lifetime validation failed, the token is expired.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise _unauthenticated("Access token validation failure. Invalid audience.") from exc
+    except jwt.PyJWTError as exc:
+        raise _unauthenticated("Access token validation failure.") from exc
+
+
 def _before_each(fake: FakeIdentity) -> str:
     """Count the call, apply scheduled failures, then authenticate and authorize it; returns the
     directory (`b2c` or `external`) of the token's tenant."""
@@ -85,20 +113,7 @@ def _before_each(fake: FakeIdentity) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthenticated("Access token is empty.")
-    try:
-        claims = fake.key.verify(
-            token.strip(),
-            # Graph's ids, plus this origin: a client deriving the scope from its Graph endpoint
-            # (`{endpoint}/.default`, right for national clouds) asks for a token for us.
-            audience=[*GRAPH_AUDIENCES, base_url(), base_url() + "/"],
-            options={"require": ["exp", "iat", "nbf", "tid"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise _unauthenticated("Lifetime validation failed, the token is expired.") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise _unauthenticated("Access token validation failure. Invalid audience.") from exc
-    except jwt.PyJWTError as exc:
-        raise _unauthenticated("Access token validation failure.") from exc
+    claims = _token_claims(fake, token.strip())
     directory = fake.directory_of(claims["tid"])
     if directory is None:
         raise _unauthenticated("Access token validation failure. Invalid issuer.")

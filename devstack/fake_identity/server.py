@@ -33,7 +33,6 @@ from .context import EXTENSION_KEY, FakeIdentity
 from .errors import Rejected
 from .state import FakeState
 from .tls import TlsFiles, make_tls
-from .tokens import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,13 @@ def _app(fake: FakeIdentity, *blueprints: Blueprint) -> Flask:
 
 
 def create_fake_app(config: FakeConfig) -> Flask:
-    """Build the main app (Entra, B2C, Graph, control): fresh signing key, state seeded from
-    `config.users`. `create_external_id_app(app.extensions[...])` builds its ciamlogin.com twin."""
-    state = FakeState(email_claim=config.external_email_claim)
+    """Build the main app (Entra, B2C, Graph, control): fresh signing keys, state seeded from
+    `config.users` and `config.redirect_uris`. `create_external_id_app(app.extensions[...])`
+    builds its ciamlogin.com twin."""
+    state = FakeState(email_claim=config.external_email_claim, redirect_uris=config.redirect_uris)
     for user in config.users:
         state.add_user(**user)
-    fake = FakeIdentity(config=config, state=state, key=SigningKey())
+    fake = FakeIdentity(config=config, state=state)
     return _app(fake, control.bp, graph.bp, b2c.bp, b2c_authorize.bp, b2c_token.bp, entra.bp)
 
 
@@ -122,6 +122,11 @@ class FakeIdentityServer(HttpsThread):
     def fake(self) -> FakeIdentity:
         """In-process access to state and key (tests in the same process may use it)."""
         return self.app.extensions[EXTENSION_KEY]
+
+    def register_redirect_uris(self, uris: list[str]) -> list[str]:
+        """In-process `POST /_fake/redirect_uris`: register the app's redirect (and sign-out)
+        URIs once its URL is known; returns all registered."""
+        return self.fake.state.register_redirect_uris(list(uris))
 
     @property
     def base_url(self) -> str:

@@ -1,5 +1,6 @@
-"""Mutable state of one fake identity server: users, sign-in codes, one-time passcodes, failure
-knobs and call counters, shared by both listeners (the main one and the ciamlogin.com one).
+"""Mutable state of one fake identity server: users, sign-in codes, one-time passcodes, the
+registered redirect URIs, the signing keys, failure knobs and call counters, shared by both
+listeners (the main one and the ciamlogin.com one).
 
 Werkzeug serves each request on its own thread, so every access goes through one lock.
 """
@@ -15,6 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from .tokens import KeyRing
 
 DIRECTORIES = ("b2c", "external")
 USER_KINDS = ("local_with_emails_claim", "local", "social")  # the B2C directory's
@@ -155,14 +159,31 @@ def _default_knobs(email_claim: bool = False) -> dict[str, Any]:
         "roles": list(DEFAULT_ROLES),
         "next_id_token": None,
         "email_claim": email_claim,
+        "opaque_access_token": False,
+        # Actions rather than settings: applied when set, then read back as false.
+        "rotate_signing_key": False,
+        "retire_old_signing_keys": False,
     }
 
 
-class FakeState:
-    """Users, one-time codes, knobs and counters behind a single lock."""
+KEY_ACTIONS = ("rotate_signing_key", "retire_old_signing_keys")
 
-    def __init__(self, *, email_claim: bool = False) -> None:
+
+def is_http_url(uri: str) -> bool:
+    """An absolute http(s) URL, the only kind of redirect URI the fake registers or trusts."""
+    parsed = urlsplit(uri)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+class FakeState:
+    """Users, one-time codes, redirect URIs, knobs and counters behind a single lock; the
+    signing keys (`keys`) keep a lock of their own."""
+
+    def __init__(self, *, email_claim: bool = False, redirect_uris: list[str] | None = None) -> None:
         self._lock = threading.RLock()
+        self.keys = KeyRing()
+        self._redirect_uris: list[str] = []
+        self._opaque_tokens: dict[str, dict[str, Any]] = {}
         self._users: dict[str, FakeUser] = {}
         self._codes: dict[str, AuthCode] = {}
         self._burnt: set[str] = set()
@@ -170,6 +191,41 @@ class FakeState:
         self._email_claim_default = email_claim
         self._knobs = _default_knobs(email_claim)
         self._counters: Counter[str] = Counter({name: 0 for name in COUNTER_NAMES})
+        self.register_redirect_uris(redirect_uris or [])
+
+    # --- app registrations -----------------------------------------------------------------
+    def register_redirect_uris(self, uris: list[str]) -> list[str]:
+        """Add redirect URIs to both registrations (they are also the External ID sign-out URIs);
+        returns all of them. Until one is registered, any http(s) URL is accepted."""
+        if not isinstance(uris, list) or not all(isinstance(u, str) and is_http_url(u) for u in uris):
+            raise StateError("redirect URIs must be a list of absolute http(s) URLs")
+        with self._lock:
+            self._redirect_uris.extend(u for u in dict.fromkeys(uris) if u not in self._redirect_uris)
+            return list(self._redirect_uris)
+
+    def redirect_uris(self) -> list[str]:
+        with self._lock:
+            return list(self._redirect_uris)
+
+    def redirect_uri_registered(self, uri: str) -> bool:
+        """An http(s) URL that is registered (any such URL while none is)."""
+        if not is_http_url(uri):
+            return False
+        with self._lock:
+            return not self._redirect_uris or uri in self._redirect_uris
+
+    # --- opaque access tokens --------------------------------------------------------------
+    def issue_opaque_token(self, claims: dict[str, Any]) -> str:
+        """A random access token that only this server can resolve back to `claims`."""
+        token = secrets.token_urlsafe(64)
+        with self._lock:
+            self._opaque_tokens[token] = dict(claims)
+        return token
+
+    def opaque_token_claims(self, token: str) -> dict[str, Any] | None:
+        with self._lock:
+            claims = self._opaque_tokens.get(token)
+        return dict(claims) if claims is not None else None
 
     # --- users -----------------------------------------------------------------------------
     def add_user(
@@ -304,7 +360,11 @@ class FakeState:
         """Validate every change first, then apply them all, so a bad request changes nothing."""
         validated = {key: _validate_knob(key, value) for key, value in changes.items()}
         with self._lock:
-            self._knobs.update(validated)
+            self._knobs.update({k: v for k, v in validated.items() if k not in KEY_ACTIONS})
+            if validated.get("rotate_signing_key"):
+                self.keys.rotate()
+            if validated.get("retire_old_signing_keys"):
+                self.keys.retire_old()
         return self.knobs()
 
     def knob(self, name: str) -> Any:
@@ -343,8 +403,10 @@ class FakeState:
             return dict(self._counters)
 
     def reset(self) -> None:
-        """Back to default knobs and zero counters; users stay (they are test fixtures)."""
+        """Back to default knobs and zero counters, the keys before the current one retired;
+        users and redirect URIs stay (they are test fixtures)."""
         with self._lock:
+            self.keys.retire_old()
             self._knobs = _default_knobs(self._email_claim_default)
             self._counters = Counter({name: 0 for name in COUNTER_NAMES})
 
@@ -360,7 +422,7 @@ def _validate_knob(key: str, value: Any) -> Any:
         if isinstance(value, dict) and set(value) <= {"retry_after"}:
             return {"retry_after": _non_negative_int(key, value.get("retry_after", 0))}
         raise StateError(f"{key} must be true/false or {{'retry_after': seconds}}")
-    if key in ("secret_expired", "email_claim"):
+    if key in ("secret_expired", "email_claim", "opaque_access_token", *KEY_ACTIONS):
         if not isinstance(value, bool):
             raise StateError(f"{key} must be true or false")
         return value

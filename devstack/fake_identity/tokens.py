@@ -1,7 +1,8 @@
 """Signing key, JWKS and the JWTs the fake issues (B2C and External ID ID tokens, Entra app-only
 tokens).
 
-One RSA key is generated per server start and signs everything, like a tenant's current key.
+A key ring is generated per server start: its current RSA key signs everything, like a tenant's
+current key; after a rotation the previous keys stay published (and accepted) until retired.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 import time
 import uuid
 from typing import Any
@@ -66,6 +68,62 @@ class SigningKey:
         if header.get("kid") != self.kid:
             raise jwt.InvalidSignatureError("unknown signing key")
         return jwt.decode(token, self.public_key, algorithms=["RS256"], audience=audience, options=options)
+
+
+class KeyRing:
+    """The published signing keys: the current one signs, every published one verifies.
+
+    `rotate()` publishes a new key (new kid) beside the others and signs with it from then on,
+    as Entra does when it rolls its keys; `retire_old()` unpublishes all but the current one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys = [SigningKey()]  # oldest first; the last one signs
+
+    @property
+    def current(self) -> SigningKey:
+        with self._lock:
+            return self._keys[-1]
+
+    @property
+    def kid(self) -> str:
+        return self.current.kid
+
+    @property
+    def kids(self) -> list[str]:
+        with self._lock:
+            return [key.kid for key in self._keys]
+
+    def rotate(self) -> SigningKey:
+        key = SigningKey()
+        with self._lock:
+            self._keys.append(key)
+        return key
+
+    def retire_old(self) -> None:
+        with self._lock:
+            del self._keys[:-1]
+
+    def jwks(self) -> dict[str, Any]:
+        """Every published key, the current one first."""
+        with self._lock:
+            keys = list(reversed(self._keys))
+        return {"keys": [k for key in keys for k in key.jwks()["keys"]]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return self.current.sign(claims)
+
+    def sign_with_wrong_key(self, claims: dict[str, Any]) -> str:
+        return self.current.sign_with_wrong_key(claims)
+
+    def verify(self, token: str, *, audience: Any, options: Options) -> dict[str, Any]:
+        kid = jwt.get_unverified_header(token).get("kid")
+        with self._lock:
+            key = next((k for k in self._keys if k.kid == kid), None)
+        if key is None:
+            raise jwt.InvalidSignatureError("unknown signing key")
+        return key.verify(token, audience=audience, options=options)
 
 
 def unsigned_jwt(claims: dict[str, Any]) -> str:
@@ -180,7 +238,7 @@ def apply_defect(claims: dict[str, Any], defect: str) -> dict[str, Any]:
     return claims
 
 
-def sign_id_token(key: SigningKey, claims: dict[str, Any], defect: str | None) -> str:
+def sign_id_token(key: KeyRing, claims: dict[str, Any], defect: str | None) -> str:
     """Sign `claims` as an ID token, defective in the way `defect` (a knob value) names."""
     if defect is not None:
         claims = apply_defect(claims, defect)

@@ -68,6 +68,8 @@ def test_duplicate_email_is_409(fake: FakeIdentityServer, control: FakeIdentityC
         {"graph_throttle": {"count": -1}},
         {"roles": "User.Read.All"},
         {"secret_expired": "yes"},
+        {"opaque_access_token": 1},
+        {"rotate_signing_key": "now"},
         {"no_such_knob": True},
     ],
 )

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import jwt
 import pytest
 import requests
 
@@ -322,3 +323,19 @@ def test_external_upn_lookup(
     upn = get_user(fake, external_token, user.oid, select="userPrincipalName").json()["userPrincipalName"]
     assert get_user(fake, external_token, upn, select=None).json()["id"] == user.oid
     assert get_user(fake, token, upn).status_code == 404
+
+
+@pytest.mark.parametrize(("roles", "status"), [(["User.Read.All"], 200), ([], 403)])
+def test_opaque_access_tokens_are_served_and_honoured(
+    fake: FakeIdentityServer, control: FakeIdentityClient, user: User, roles: list[str], status: int
+) -> None:
+    """Microsoft documents access tokens as opaque to clients; with the knob they are."""
+    control.set_knobs(opaque_access_token=True, roles=roles)
+    opaque = graph_token(fake)
+    with pytest.raises(jwt.DecodeError):
+        jwt.get_unverified_header(opaque)
+    response = get_user(fake, opaque, user.oid)
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert get_user(fake, opaque + "x", user.oid).status_code == 401

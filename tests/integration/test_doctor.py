@@ -7,6 +7,7 @@ client secret in its environment appears nowhere in what it printed.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -308,3 +309,52 @@ def test_json_output(doctor_env, identity, platform: Platform):
     assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
     assert by_name["token"]["detail"].startswith("AADSTS700016: the app ")
     assert by_name["token"]["fix"].startswith(f"set {variable}={platform.tenant_id}")
+
+
+@both
+def test_opaque_access_token_is_judged_by_graph(doctor_env, fake: FakeIdentityClient, make_user, platform):
+    """Access tokens are opaque to clients: the doctor's verdict must not need to decode one."""
+    make_user("local")
+    fake.set_knobs(opaque_access_token=True)
+    result = run_doctor(doctor_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = lines(result)
+    assert checks[3] == (
+        "✓ 4. token tenant and roles: the access token is opaque (not a JWT); Graph accepts it for "
+        f"reading the {platform.directory.kind}'s users"
+    )
+    assert checks[4].startswith("✓ 5. Graph users: ")
+    assert fake.counters()["graph"] == 1  # checks 4 and 5 share one call
+
+
+@both
+def test_opaque_access_token_without_permission_fails_check_four(
+    doctor_env, fake: FakeIdentityClient, platform: Platform
+):
+    fake.set_knobs(opaque_access_token=True, roles=[])
+    result = run_doctor(doctor_env)
+    assert result.returncode == 1
+    checks = lines(result)
+    assert checks[3] == (
+        "✗ 4. token tenant and roles: Graph refused (403): the app has no permission to read users"
+    )
+    assert f"fix: grant User.Read.All: in {platform.directory.portal} → {platform.client_id}" in result.stdout
+    assert checks[4].startswith("– 5. Graph users: skipped")
+
+
+@both
+def test_sample_users_email_is_masked_in_text_and_json(
+    doctor_env, fake: FakeIdentityClient, make_user, platform: Platform
+):
+    make_user("local")
+    directory = "external" if platform.external_id else "b2c"
+    emails = [u["email"] for u in fake.users(directory)] + [
+        u["mail"] for u in fake.users(directory) if u["mail"]
+    ]
+    text = run_doctor(doctor_env)
+    as_json = run_doctor(doctor_env, "--json")
+    graph = {r["name"]: r for r in json.loads(as_json.stdout)}["graph"]
+    for shown in (lines(text)[4], graph["detail"]):
+        assert re.search(r"sample user [0-9a-f-]{36} → .…@[\w.-]+ \(from \w+", shown), shown
+    for email in emails:
+        assert email not in text.stdout and email not in as_json.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from app.auth import issuer_tenant
 from app.cli import doctor, main
-from app.doctor import IDENTITY_SETTINGS, CheckResult, Doctor
+from app.doctor import IDENTITY_SETTINGS, CheckResult, Doctor, mask_email
 from app.doctor_report import render_text
 from app.graph import TokenError
 from app.settings import SETTINGS_BY_NAME
@@ -137,3 +137,11 @@ def test_help_says_the_secret_comes_only_from_the_environment(capsys):
         "EXTERNAL_ID_CLIENT_SECRET) is read only from the environment or .env, never from a flag"
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    ("email", "masked"),
+    [("ann@example.com", "a…@example.com"), ("@example.com", "…@example.com"), ("no-at-sign", "…")],
+)
+def test_mask_email_keeps_the_first_letter_and_the_domain(email, masked):
+    assert mask_email(email) == masked
