@@ -8,6 +8,7 @@ schema before the workers start); `flask --app app routes` needs no service runn
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from flask.cli import NoAppException
@@ -17,6 +18,7 @@ from app import csrf, errors, logs, telemetry
 from app.auth import IdentityClient
 from app.db import Database
 from app.graph import GraphClient
+from app.sessions import ABSOLUTE_LIFETIME_SECONDS, SessionStore
 from app.settings import Settings, SettingsError
 from app.storage import BlobStore
 from app.wsgi import DrainUnreadBody
@@ -37,6 +39,7 @@ def create_app(
     blobs: BlobStore | None = None,
     graph: GraphClient | None = None,
     identity: IdentityClient | None = None,
+    sessions: SessionStore | None = None,
 ) -> Flask:
     """Build the app from validated settings (the environment when none are given) and its
     clients (each built from the settings when not given). Nothing connects here: the database
@@ -51,12 +54,14 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks or ()),
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=not settings.development,
         SESSION_COOKIE_NAME="__Host-session" if not settings.development else "session",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=ABSOLUTE_LIFETIME_SECONDS),
+        SESSION_REFRESH_EACH_REQUEST=False,  # the session's end is the database's, not the cookie's
         PREFERRED_URL_SCHEME="http" if settings.development else "https",
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session, which expires on its own
     )
@@ -79,6 +84,7 @@ def create_app(
     blobs.init_app(app)
     (graph or GraphClient.from_settings(settings.identity)).init_app(app)
     (identity or IdentityClient.from_settings(settings.identity)).init_app(app)
+    (sessions or SessionStore(db)).init_app(app)
 
     csrf.init_app(app)
     errors.init_app(app)
@@ -91,6 +97,10 @@ def create_app(
     def inject_user() -> dict[str, object]:
         return {"current_user": g.get("user")}
 
+    # Sign-out is a form whose answer redirects to the identity provider's end-session
+    # endpoint, on the sign-in authority's host; browsers hold form redirects to form-action.
+    sign_out_origin = "{0.scheme}://{0.netloc}".format(urlsplit(settings.identity.authorities["sign_in"].url))
+
     @app.after_request
     def security_headers(response):
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -99,7 +109,7 @@ def create_app(
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'self'; style-src 'self'; "
             f"img-src 'self' data: {blobs.origin}; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'"
+            f"form-action 'self' {sign_out_origin}; frame-ancestors 'none'"
         )
         if not settings.development:
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"

@@ -2,8 +2,9 @@
 
 MSAL runs the auth-code flow (PKCE, state, nonce). Since MSAL 1.38 no longer validates ID
 tokens, this module checks the signature against the user flow's JWKS and the `iss`, `aud`,
-`exp` and `nonce` claims with PyJWT. The session is Flask's signed cookie holding only the
-user's id, name and (when the token carries it) email, so any instance can serve any user.
+`exp` and `nonce` claims with PyJWT. The session cookie holds a session id and the user's id,
+name and (when the token carries it) email; the session itself lives in PostgreSQL
+(app/sessions.py), so any instance can serve any user and sign-out ends it everywhere.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from app.identity_errors import ADMIN, Diagnosis, diagnose
+from app.sessions import get_sessions
 from app.settings import B2C_DIRECTORY, Authority, Directory, IdentitySettings, is_guid
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,23 @@ CANCELLED = ("AADB2C90091", "AADSTS65004")
 
 class SignInError(Exception):
     """The sign-in response was refused; the message is safe to show."""
+
+
+JWKS_MAX_AGE = 24 * 3600  # seconds: signing keys are fetched again at least daily
+UNKNOWN_KID_RETRY = 300  # seconds before an unknown key id may cause another fetch
+
+
+def _key_named(keys: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK | None:
+    return next((key for key in keys.keys if key.key_id == kid), None)
+
+
+class NoUserTokens(msal.TokenCache):
+    """MSAL's cache for the sign-in apps, keeping nothing: the app uses the ID token once, at the
+    callback, and never calls an API for the user, so the ID, access and refresh tokens MSAL
+    would otherwise keep for every user who ever signed in are dropped."""
+
+    def add(self, event: dict[str, Any], now: Any = None) -> None:
+        return None
 
 
 class IdentityClient:
@@ -77,6 +96,7 @@ class IdentityClient:
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self._jwks: dict[str, tuple[float, jwt.PyJWKSet]] = {}
+        self._unknown_kids: dict[tuple[str, str | None], float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -101,6 +121,7 @@ class IdentityClient:
                     client_credential=self._client_secret,
                     instance_discovery=False,  # custom domains and the fake are not Microsoft's
                     timeout=self.timeout,
+                    token_cache=NoUserTokens(),
                     **where,
                 )
             return self._apps[flow]
@@ -143,19 +164,33 @@ class IdentityClient:
         )
 
     def _signing_key(self, flow: str, kid: str | None) -> jwt.PyJWK:
-        """The JWKS key named by `kid`; the set is fetched again (at most once a minute) on a miss."""
+        """The JWKS key named by `kid`. The set is fetched again at least daily, and at once for
+        a key id not seen yet (a rollover); an unknown id is retried at most every few minutes,
+        so a token with a made-up id cannot make the app hammer the endpoint. A key gone from the
+        refetched set is refused from then on."""
         jwks_uri = self.metadata(flow)["jwks_uri"]
-        for attempt in range(2):
-            fetched_at, keys = self._jwks.get(jwks_uri, (0.0, None))
-            if keys is None or (attempt and time.monotonic() - fetched_at > 60):
-                response = self.http.get(jwks_uri, timeout=self.timeout)
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json())
-                self._jwks[jwks_uri] = (time.monotonic(), keys)
-            for key in keys.keys:
-                if key.key_id == kid:
-                    return key
-        raise SignInError("The ID token is signed with an unknown key.")
+        now = time.monotonic()
+        fetched_at, keys = self._jwks.get(jwks_uri, (0.0, None))
+        if keys is None or now - fetched_at > JWKS_MAX_AGE:
+            keys, fetched_at = self._fetch_jwks(jwks_uri), now
+        key = _key_named(keys, kid)
+        if key is None:
+            tried = self._unknown_kids.get((jwks_uri, kid))
+            if tried is None or now - tried > UNKNOWN_KID_RETRY:
+                if len(self._unknown_kids) > 1000:
+                    self._unknown_kids.clear()
+                self._unknown_kids[(jwks_uri, kid)] = now
+                key = _key_named(self._fetch_jwks(jwks_uri), kid)
+        if key is None:
+            raise SignInError("The ID token is signed with an unknown key.")
+        return key
+
+    def _fetch_jwks(self, jwks_uri: str) -> jwt.PyJWKSet:
+        response = self.http.get(jwks_uri, timeout=self.timeout)
+        response.raise_for_status()
+        keys = jwt.PyJWKSet.from_dict(response.json())
+        self._jwks[jwks_uri] = (time.monotonic(), keys)
+        return keys
 
     def validate_id_token(self, id_token: str, *, flow: str, nonce: str) -> dict[str, Any]:
         """Check signature, issuer, audience, lifetime, nonce and (External ID) the tenant;
@@ -239,10 +274,26 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+# Answered without the session check: static files, and liveness/readiness during an outage.
+_UNCHECKED_ENDPOINTS = frozenset({"static", "views.healthz", "views.readyz"})
+
+
 def load_user() -> None:
-    """The signed-in user, once per request, as `g.user` (None when signed out)."""
-    user = session.get("user")
-    g.user = user if isinstance(user, dict) and user.get("oid") else None
+    """The signed-in user, once per request, as `g.user` (None when signed out): the cookie's
+    user, when its session id names a live session of that user (app/sessions.py). A revoked,
+    ended or unknown session is dropped from the cookie; a database outage raises
+    DatabaseUnavailable, which app.errors answers with 503."""
+    g.user = None
+    user, session_id = session.get("user"), session.get("sid")
+    if not isinstance(user, dict) or not user.get("oid"):
+        return
+    if request.endpoint in _UNCHECKED_ENDPOINTS:
+        return
+    if not isinstance(session_id, str) or get_sessions().user_oid(session_id) != user["oid"]:
+        session.pop("user", None)
+        session.pop("sid", None)
+        return
+    g.user = user
 
 
 def login_required(view: F) -> F:
@@ -344,9 +395,11 @@ def callback() -> Response | tuple[str, int]:
         return _sign_in_failed("The sign-in response could not be verified. Please try again.")
     except requests.RequestException:
         abort(503, description="The sign-in service is unavailable; try again shortly.")
+    user = identity.signed_in_user(claims, flow=name)
     session.clear()
     session.permanent = True
-    session["user"] = identity.signed_in_user(claims, flow=name)
+    session["sid"] = get_sessions().start(user["oid"])
+    session["user"] = user
     return redirect(pending.get("next") or "/")
 
 
@@ -355,11 +408,22 @@ def _sign_in_failed(message: str) -> tuple[str, int]:
 
 
 @bp.get("/logout")
+def logout_page() -> str:
+    """A page with the sign-out button: a GET never signs out, so no other site can."""
+    return render_template("logout.html")
+
+
+@bp.post("/logout")
 def logout() -> Response:
+    """Revoke the session for every instance (app.csrf has checked origin and token), then end
+    the identity provider's session too."""
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        get_sessions().revoke(session_id)
     session.clear()
     home = url_for("views.index", _external=True)
     try:
         end_session = get_identity().metadata("sign_in")["end_session_endpoint"]
     except (requests.RequestException, KeyError, ValueError):
-        return redirect(home)
-    return redirect(f"{end_session}?{urlencode({'post_logout_redirect_uri': home})}")
+        return redirect(home, code=303)
+    return redirect(f"{end_session}?{urlencode({'post_logout_redirect_uri': home})}", code=303)

@@ -333,6 +333,55 @@ class Database:
                 (oid, email, source),
             )
 
+    # --- sessions -----------------------------------------------------------------------
+
+    def create_session(self, id_hash: bytes, oid: str, *, lifetime_seconds: int) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id_hash, oid, expires_at)"
+                " VALUES (%s, %s, now() + make_interval(secs => %s))",
+                (id_hash, oid, lifetime_seconds),
+            )
+
+    def live_session_oid(self, id_hash: bytes, *, idle_seconds: int, touch_seconds: int) -> str | None:
+        """The user of a session neither revoked, past its absolute end, nor idle too long; its
+        `last_seen_at` moves on when older than `touch_seconds`. One statement, by primary key."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "WITH live AS ("
+                " SELECT id_hash, oid, last_seen_at FROM sessions WHERE id_hash = %(h)s"
+                " AND revoked_at IS NULL AND expires_at > now()"
+                " AND last_seen_at > now() - make_interval(secs => %(idle)s)),"
+                " touched AS ("
+                " UPDATE sessions SET last_seen_at = now() FROM live"
+                " WHERE sessions.id_hash = live.id_hash"
+                " AND live.last_seen_at < now() - make_interval(secs => %(touch)s))"
+                " SELECT oid FROM live",
+                {"h": id_hash, "idle": idle_seconds, "touch": touch_seconds},
+            ).fetchone()
+        return row["oid"] if row else None
+
+    def revoke_session(self, id_hash: bytes) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE sessions SET revoked_at = now(), expires_at = least(expires_at, now())"
+                " WHERE id_hash = %s AND revoked_at IS NULL",
+                (id_hash,),
+            )
+
+    def purge_sessions(self, *, idle_seconds: int, batch: int) -> int:
+        """Delete up to `batch` ended sessions (expired or idle; a revoked one has expired at its
+        revocation), found through the two indexes; how many went."""
+        with self.connection() as conn:
+            cursor = conn.execute(
+                "DELETE FROM sessions WHERE id_hash IN ("
+                " SELECT id_hash FROM sessions WHERE expires_at <= now()"
+                " OR last_seen_at <= now() - make_interval(secs => %s)"
+                " LIMIT %s)",
+                (idle_seconds, batch),
+            )
+            return cursor.rowcount
+
 
 def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("app") / "migrations"

@@ -160,6 +160,11 @@ def positive_int(value: str, context: Context) -> int:
     return number
 
 
+def comma_list(value: str, context: Context) -> tuple[str, ...]:
+    """`a, b` → `("a", "b")`; empty items are dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def megabytes(value: str, context: Context) -> int:
     return positive_int(value, context) * 1024 * 1024
 
@@ -410,6 +415,13 @@ SETTINGS: tuple[Setting, ...] = (
         how="generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`",
         secret=True,
     ),
+    Setting(
+        "SECRET_KEY_FALLBACKS",
+        "secret_key_fallbacks",
+        "previous SECRET_KEYs, comma-separated: cookies they signed still work while the key rotates",
+        comma_list,
+        secret=True,
+    ),
     Setting("MAX_UPLOAD_MB", "max_upload_bytes", "largest accepted upload, in MB", megabytes, "20"),
     Setting(
         "MAX_IMAGE_PIXELS",
@@ -636,6 +648,7 @@ class Settings:
     storage_container: str
     database_url: str = field(repr=False)
     secret_key: str = field(repr=False)
+    secret_key_fallbacks: tuple[str, ...] | None = field(repr=False)
     max_upload_bytes: int
     max_image_pixels: int
     max_files_per_upload: int

@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print("starting PostgreSQL, Azurite" + ("" if real else f" and the fake {name}/Graph server") + "…")
         stack.start()
         env = stack.app_env(None, **real)
-        app = AppServer(env=env, port=args.port, log_dir=stack.base_dir).start()
         url = f"http://localhost:{args.port}"
+        if stack.fake is not None:  # as an app registration lists them; the fake refuses others
+            for base in (url, f"http://127.0.0.1:{args.port}"):
+                stack.fake.register_redirect_uris([f"{base}/auth/callback", f"{base}/"])
+        app = AppServer(env=env, port=args.port, log_dir=stack.base_dir).start()
         print()
         print(f"  photoshare is running at {url}")
         if real:

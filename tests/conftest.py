@@ -62,6 +62,12 @@ def fake(identity: FakeIdentityServer) -> Iterator[FakeIdentityClient]:
     client.reset()
 
 
+def register_app(identity: FakeIdentityServer, url: str) -> None:
+    """Register an app's redirect and sign-out URIs with the fake, as an app registration lists
+    them: the fake then refuses any other (AADB2C90006, AADSTS50011), as the real services do."""
+    identity.register_redirect_uris([f"{url}/auth/callback", f"{url}/"])
+
+
 PLATFORMS = ("b2c", "external_id")
 # On External ID, the B2C account kinds the tests name stand for the closest kind there, and
 # for whether the ID token carries the email (the app registration's `email` optional claim).

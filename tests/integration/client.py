@@ -81,6 +81,10 @@ class AppClient:
         assert urlsplit(response.headers["Location"]).path == "/"
         self.user = user
 
+    def sign_out(self) -> requests.Response:
+        """The header's sign-out form, as a browser submits it: a POST with the page's token."""
+        return self.request("POST", "/auth/logout", data={"csrf_token": self.csrf_token()})
+
     # --- API helpers --------------------------------------------------------------------------
 
     def csrf_token(self) -> str:

@@ -21,7 +21,7 @@ from devstack.fake_identity.client import FakeIdentityClient
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env, without_identity
-from tests.conftest import PLATFORMS, Platform
+from tests.conftest import PLATFORMS, Platform, register_app
 from tests.integration.client import AppClient
 from tests.services import IMAGES_CONTAINER, Services
 
@@ -58,7 +58,10 @@ def app_env(platform_envs: dict[str, dict[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def make_site(
-    platform_envs: dict[str, dict[str, str]], tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+    platform_envs: dict[str, dict[str, str]],
+    identity: FakeIdentityServer,
+    tls: TlsFiles,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Site]:
     """An app instance (another platform, other settings, more workers) behind its own front
     end, not started: `with make_site(...) as site:` keeps it for the caller's scope."""
@@ -66,6 +69,7 @@ def make_site(
     def make(workers: int = 2, platform: str = "b2c", **overrides: str) -> Site:
         env = {**platform_envs[platform], **overrides}
         site = Site(env=env, tls=tls, workers=workers, log_dir=tmp_path_factory.mktemp("app"))
+        register_app(identity, site.url)
         if site.proxy is None:
             warnings.warn(f"the app is served over {site.front_end}", stacklevel=2)
         return site
@@ -110,10 +114,14 @@ def platform_server(sites: Callable[[str], Site], platform: Platform) -> Site:
 
 
 @pytest.fixture(scope="session")
-def dev_app_server(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+def dev_app_server(
+    app_env: dict[str, str], identity: FakeIdentityServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
     """The app as `make dev` serves it: development mode, plain HTTP, no front end."""
     env = {**app_env, "APP_ENV": "development"}
-    with AppServer(env=env, log_dir=tmp_path_factory.mktemp("dev-app")) as server:
+    server = AppServer(env=env, log_dir=tmp_path_factory.mktemp("dev-app"))
+    register_app(identity, server.url)
+    with server:
         yield server
 
 

@@ -32,10 +32,10 @@ def test_instances_starting_together_apply_the_schema_once(fresh_database):
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 2]
     with psycopg.connect(fresh_database) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == ["0001_initial"]
+    assert versions == ["0001_initial", "0002_sessions"]
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_migrate_command(app_env, fresh_database):
     first = run_cli({**app_env, "DATABASE_URL": fresh_database}, "migrate")
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout) == {"applied": ["0001_initial"]}
+    assert json.loads(first.stdout) == {"applied": ["0001_initial", "0002_sessions"]}
     again = run_cli({**app_env, "DATABASE_URL": fresh_database}, "migrate")
     assert json.loads(again.stdout) == {"applied": []}
 

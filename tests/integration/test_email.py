@@ -4,8 +4,12 @@ shared; errors explained."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from app.graph import GraphClient, GraphError
+from app.settings import IdentitySettings
 from tests.conftest import PLATFORMS
 from tests.integration.client import AppClient
 
@@ -177,3 +181,16 @@ def test_token_endpoint_down_is_a_clear_503_and_uploads_still_work(
     from tests.integration.client import make_image
 
     assert c.upload(("a.png", make_image("PNG"), "image/png")).status_code == 201
+
+
+@both
+def test_a_user_of_the_other_directory_is_not_found(platform_envs, platform, fake):
+    """Graph answers a token's own tenant only: the other directory's user is a 404 there, as
+    Graph answers for any id the tenant does not hold."""
+    graph = GraphClient.from_settings(IdentitySettings.from_env(platform_envs[platform.name]))
+    other = "b2c" if platform.external_id else "external"
+    stranger = fake.add_user(f"stranger-{uuid.uuid4().hex[:10]}@example.com", "pw", directory=other)
+    with pytest.raises(GraphError) as raised:
+        graph.user_email(stranger["oid"])
+    assert raised.value.code == "user_not_found" and raised.value.status == 404
+    assert fake.counters()["graph"] == 1

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from devstack.appserver import AppServer, Site
+from tests.conftest import register_app
 from tests.integration.client import AppClient, make_image, send_while_reading
 
 PNG = make_image("PNG", (40, 30))
@@ -129,7 +130,7 @@ def small_cap_site(make_site: Callable[..., Site]) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def small_cap_gunicorn_tls(
-    app_env: dict[str, str], tls, tmp_path_factory: pytest.TempPathFactory
+    app_env: dict[str, str], identity, tls, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[], AppServer]]:
     """The fallback where no nginx exists: gunicorn terminating TLS itself."""
     servers: list[AppServer] = []
@@ -138,6 +139,7 @@ def small_cap_gunicorn_tls(
         server = AppServer(
             env={**app_env, "MAX_UPLOAD_MB": "1"}, workers=1, tls=tls, log_dir=tmp_path_factory.mktemp("tls")
         )
+        register_app(identity, server.url)
         servers.append(server.start())
         return server
 

@@ -21,6 +21,7 @@ from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env
 from infra.package import build_app_package, write_zip
+from tests.conftest import register_app
 from tests.package.deployed import (
     VERSION,
     Deployment,
@@ -105,6 +106,7 @@ def site_env(
 def packaged_site(
     deployment: Deployment,
     site_env: dict[str, str],
+    identity: FakeIdentityServer,
     tls: TlsFiles,
     trust_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -117,6 +119,7 @@ def packaged_site(
         log_dir=tmp_path_factory.mktemp("packaged-site"),
         trust_dir=trust_dir,
     )
+    register_app(identity, site.url)
     if site.proxy is None:
         warnings.warn("nginx not found: the package is served over gunicorn's own TLS", stacklevel=2)
     with site:

@@ -225,7 +225,7 @@ def test_first_use_applies_pending_migrations(postgres):
     with psycopg.connect(postgres.url_for(name)) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
     postgres.drop_database(name)
-    assert versions == ["0001_initial"]
+    assert versions == ["0001_initial", "0002_sessions"]
 
 
 def test_first_use_of_a_current_schema_does_not_queue_on_the_migration_lock(postgres):

@@ -5,7 +5,8 @@ The app is built by `create_app` in its production configuration, as behind App 
 front end (`X-Forwarded-Proto: https`), with real clients whose services are a loopback port
 nothing listens on: a request that reaches PostgreSQL gets `database_unavailable`, so every
 answer below was given before any service was asked. Sign-in state is the session `load_user`
-reads (app/auth.py); the sign-in flow itself is the integration suite's."""
+reads (app/auth.py), whose session id a stand-in store accepts for Ada (the store's own queries
+are tests/integration/test_sessions.py's); the sign-in flow itself is the integration suite's."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from app import create_app
 from app.auth import IdentityClient, login_required
 from app.db import Database
 from app.graph import GraphClient
+from app.sessions import SessionStore
 from app.settings import Settings
 from app.storage import BlobStore
 from tests.unit.test_app_factory import offline_environment
@@ -36,12 +38,21 @@ LIMIT_REFUSED = "limit must be a whole number from 1 to 100."
 CURSOR_REFUSED = "The cursor is not one this API returned."
 
 
+class AdasSessions(SessionStore):
+    """Any session id is a live session of Ada's, without asking the database."""
+
+    def user_oid(self, session_id: str) -> str | None:
+        return USER["oid"]
+
+
 @pytest.fixture(scope="module")
 def app() -> Flask:
     settings = Settings.from_env(offline_environment())
+    db = Database(url=settings.database_url, connect_timeout=1)
     app = create_app(
         settings,
-        db=Database(url=settings.database_url, connect_timeout=1),
+        db=db,
+        sessions=AdasSessions(db),
         blobs=BlobStore.from_settings(settings),
         graph=GraphClient.from_settings(settings.identity),
         identity=IdentityClient.from_settings(settings.identity),
@@ -60,6 +71,7 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 def sign_in(client: FlaskClient) -> None:
     with client.session_transaction() as session:
+        session["sid"] = "a-session-id"
         session["user"] = dict(USER)
 
 
