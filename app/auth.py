@@ -356,19 +356,22 @@ def edit_profile() -> Response:
 
 @bp.get("/callback")
 def callback() -> Response | tuple[str, int]:
-    pending = session.pop("auth_flow", None)
+    pending = session.get("auth_flow")
     identity = get_identity()
     if (
         not isinstance(pending, dict)
         or "flow" not in pending
         or pending.get("authority") not in identity.authorities
     ):
+        session.pop("auth_flow", None)
         return _sign_in_failed("This sign-in has expired or was already used. Please sign in again.")
     # The state first: nothing in a response this browser's sign-in did not ask for is acted on
-    # (a link from another site could otherwise cancel a sign-in or start the reset flow).
+    # (a link from another site could otherwise cancel a sign-in or start the reset flow), and
+    # the sign-in in progress stays pending, to complete when its own response arrives.
     if not hmac.compare_digest(request.args.get("state", ""), str(pending["flow"].get("state", ""))):
         log.warning("sign-in response refused: its state is not this sign-in's")
         return _sign_in_failed("The sign-in response did not match this sign-in. Please try again.")
+    session.pop("auth_flow")  # this response is the sign-in's: it is used once, whatever follows
     if request.args.get("error"):
         description = request.args.get("error_description", "")
         if FORGOT_PASSWORD in description and "password_reset" in identity.authorities:

@@ -60,6 +60,25 @@ def test_a_wrong_state_is_refused(client: AppClient, make_user):
     assert client.get("/api/me").status_code == 401
 
 
+@both
+def test_a_forged_response_changes_nothing_and_the_sign_in_still_completes(client: AppClient, make_user):
+    """Links another site could send mid-sign-in: cancel, forgot-password, a bare code."""
+    user = make_user()
+    params = client.fake.sign_in_as(client.start_login(), user)
+    for forged in (
+        {"error": "access_denied", "error_description": "AADB2C90091: The user has cancelled."},
+        {
+            "error": "access_denied",
+            "error_description": "AADB2C90118: The user has forgotten their password.",
+        },
+        {"code": "forged-code"},
+    ):
+        response = client.finish_login({**forged, "state": "not-this-sign-ins"})
+        assert response.status_code == 400, forged  # no reset flow started, nothing cancelled
+    assert client.finish_login(params).status_code == 302  # the real answer still completes
+    assert client.get("/api/me").json()["id"] == user["oid"]
+
+
 DEFECTS = ["wrong_aud", "wrong_iss", "expired", "bad_signature", "alg_none", "wrong_nonce"]
 
 
