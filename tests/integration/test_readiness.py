@@ -210,11 +210,16 @@ def test_the_schema_is_applied_once_by_gunicorns_master_before_the_workers_start
     assert client.get("/readyz").status_code == 200
     assert applied_migrations(fresh_database) == shipped_migrations()
 
-    messages = app_messages(server.log())
+    deadline = time.monotonic() + 15  # /readyz answered once one worker was up; the others boot on
+    while True:
+        messages = app_messages(server.log())
+        workers = [i for i, m in enumerate(messages) if m.startswith("Booting worker")]
+        if len(workers) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     applied = [i for i, m in enumerate(messages) if m.startswith("applied migration")]
-    workers = [i for i, m in enumerate(messages) if m.startswith("Booting worker")]
     assert len(applied) == len(shipped_migrations()), messages  # once, not once per worker
-    assert len(workers) == 3
+    assert len(workers) == 3, messages
     assert max(applied) < min(workers), messages
     server.stop()  # before its database is dropped
 
