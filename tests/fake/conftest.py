@@ -34,6 +34,14 @@ def fake_server(fake_config: FakeConfig, fake_tls: TlsFiles) -> Iterator[FakeIde
         yield server
 
 
+@pytest.fixture(scope="module")
+def own_fake(fake_tls: TlsFiles) -> Iterator[FakeIdentityServer]:
+    """A fake of the test module's own, for tests that change what every other test relies on
+    in the shared one (its signing keys, its registered redirect URIs)."""
+    with FakeIdentityServer(FakeConfig.random(), tls=fake_tls) as server:
+        yield server
+
+
 @pytest.fixture
 def fake(
     fake_server: FakeIdentityServer, fake_tls: TlsFiles, monkeypatch: pytest.MonkeyPatch

@@ -4,13 +4,13 @@ expire, refused at code redemption as at the client-credentials grant."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import msal
 import pytest
 import requests
 
-from devstack.fake_identity import FakeConfig, FakeIdentityClient, FakeIdentityServer, TlsFiles
+from devstack.fake_identity import FakeIdentityClient, FakeIdentityServer, TlsFiles
 from tests.fake.helpers import (
     REDIRECT_URI,
     SIGNUP_SIGNIN,
@@ -36,21 +36,14 @@ def external_authorize_url(fake: FakeIdentityServer) -> str:
     return f"{fake.external_id_url}/{fake.config.external_tenant_id}/oauth2/v2.0/authorize"
 
 
-@pytest.fixture(scope="module")
-def registering(fake_tls: TlsFiles) -> Iterator[FakeIdentityServer]:
-    """A fake started with no redirect URIs, to which the test registers the app's."""
-    with FakeIdentityServer(FakeConfig.random(), tls=fake_tls) as server:
-        yield server
-
-
 @pytest.fixture
 def registered(
-    registering: FakeIdentityServer, fake_tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+    own_fake: FakeIdentityServer, fake_tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> FakeIdentityServer:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(fake_tls.bundle_pem))
-    control = FakeIdentityClient(registering.base_url)
+    control = FakeIdentityClient(own_fake.base_url)
     control.register_redirect_uris([REDIRECT_URI, HOME])
-    return registering
+    return own_fake
 
 
 def test_registering_adds_uris_once_and_both_listeners_see_them(registered: FakeIdentityServer) -> None:

@@ -3,13 +3,11 @@ signs from then on; tokens signed before stay verifiable until the old key is re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import jwt
 import pytest
 import requests
 
-from devstack.fake_identity import FakeConfig, FakeIdentityClient, FakeIdentityServer, TlsFiles
+from devstack.fake_identity import FakeIdentityClient, FakeIdentityServer, TlsFiles
 from tests.fake.helpers import (
     REDIRECT_URI,
     SIGNUP_SIGNIN,
@@ -24,20 +22,13 @@ from tests.fake.helpers import (
 pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended")
 
 
-@pytest.fixture(scope="module")
-def rotating(fake_tls: TlsFiles) -> Iterator[FakeIdentityServer]:
-    """A fake of its own: its keys change in these tests."""
-    with FakeIdentityServer(FakeConfig.random(), tls=fake_tls) as server:
-        yield server
-
-
 @pytest.fixture
 def server(
-    rotating: FakeIdentityServer, fake_tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+    own_fake: FakeIdentityServer, fake_tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> FakeIdentityServer:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(fake_tls.bundle_pem))
-    FakeIdentityClient(rotating.base_url).reset()
-    return rotating
+    FakeIdentityClient(own_fake.base_url).reset()
+    return own_fake
 
 
 def b2c_metadata_url(fake: FakeIdentityServer) -> str:

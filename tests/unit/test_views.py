@@ -76,7 +76,7 @@ def sign_in(client: FlaskClient) -> None:
 
 
 def csrf_token(client: FlaskClient) -> str:
-    """The token a page hands the browser (base.html's meta tag), bound to this session."""
+    """The token a page hands the browser (base.html's meta tag), bound to this signed-in browser."""
     page = client.get("/", headers={"Accept": BROWSER})
     found = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
     assert found, page.get_data(as_text=True)
