@@ -7,7 +7,9 @@ document that can carry script).
 
 from __future__ import annotations
 
+import binascii
 import io
+import re
 import struct
 import tempfile
 import threading
@@ -29,8 +31,8 @@ FORMATS = {  # Pillow format -> (content type, extension)
     "WEBP": ("image/webp", "webp"),
 }
 _GPS_IFD = 0x8825
-# What Pillow raises for a file that is not a decodable image.
-_NOT_AN_IMAGE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+# What Pillow, or reading the container, raises for a file that is not a decodable image.
+_NOT_AN_IMAGE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error)
 THUMBNAIL_SIZE = (480, 480)
 
 # Cost bounds per file, from a budget of about 100 MB per decode. JPEGs are decoded in draft
@@ -112,8 +114,8 @@ def sniff_format(head: bytes) -> str | None:
 
 def stored_as_sent(stream: IO[bytes]) -> bool:
     """Whether the upload will be stored byte for byte if it is valid, so its bytes may be sent
-    to storage (as uncommitted blocks) while it is validated: a JPEG whose EXIF, which sits
-    before the image data and which Pillow reads at open, has no location. Anything else, or
+    to storage (as uncommitted blocks) while it is validated: a JPEG whose metadata, which sits
+    before the image data of each of its pictures, names no location. Anything else, or
     anything that does not open, is validated first; what is then stored may be a cleaned copy.
     """
     stream.seek(0)
@@ -122,7 +124,7 @@ def stored_as_sent(stream: IO[bytes]) -> bool:
             return False
         stream.seek(0)
         with Image.open(stream, formats=["JPEG"]) as img:
-            return _GPS_IFD not in img.getexif()
+            return not _has_location(stream, "JPEG", img.getexif())
     except (Image.DecompressionBombError, *_NOT_AN_IMAGE):
         return False  # check_image says what is wrong
     finally:
@@ -158,6 +160,8 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
             if width <= 0 or height <= 0:
                 raise InvalidImage("invalid_image", "The image has no pixels.")
             frames = max(gif_frames, 1) if fmt == "GIF" else getattr(img, "n_frames", 1)
+            if fmt == "JPEG":  # an MPO's further pictures are not decoded here, nor shown by browsers
+                frames = 1
             if fmt == "JPEG" and img.info.get("progressive"):
                 frame_cap = min(frame_cap, _progressive_jpeg_cap(img))
             _check_cost(fmt, width, height, frame_cap, frames, max_pixels)
@@ -165,11 +169,10 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
                 img.draft("RGB", THUMBNAIL_SIZE)
             img.load()
             exif = img.getexif()
-            has_location = _GPS_IFD in exif
             thumbnail = _thumbnail(img, exif)
             data: IO[bytes] = stream
-            if has_location:
-                data = _without_location(stream, fmt, exif, frames)
+            if _has_location(stream, fmt, exif):
+                data = _without_location(stream, fmt, exif)
                 size = data.seek(0, io.SEEK_END)
                 data.seek(0)
     except InvalidImage:
@@ -302,19 +305,64 @@ def _reduced(img: Image.Image) -> Image.Image:
     return reduced
 
 
-def _without_location(stream: IO[bytes], fmt: str, exif: Image.Exif, frames: int) -> IO[bytes]:
-    """The upload with its EXIF minus the GPS block, rewritten in the container: the image data
+_XMP_TAG = 0x02BC  # XMP kept inside the EXIF (TIFF XMLPacket)
+_XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\0"
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\0"  # then GUID (32), length (4), offset (4)
+# Location in XMP, by property name: coordinates in any namespace (exif:GPSLatitude, a drone's
+# GpsLongitude, …) and the place names IPTC derives from them (photoshop:City,
+# Iptc4xmpExt:LocationShown, …). A name is what follows ":" or "<", so base64 data never
+# matches. The packet is searched, not parsed, and a packet that matches is dropped whole
+# rather than edited: a false match costs the packet's other metadata, never a location. XMP
+# without a location is kept: it carries rights, captions and edits.
+_XMP_LOCATION = re.compile(
+    rb"[:<](?:\w*(?:gps|latitude|longitude)\w*|city|state|provincestate|country\w*"
+    rb"|location\w*|sublocation|worldregion)[\s=>/]",
+    re.IGNORECASE,
+)
+# Metadata read to be searched, at most: larger XMP or text profiles count as naming a location.
+_METADATA_LIMIT = 8 * 1024 * 1024
+# Pictures of a multi-picture JPEG (MPO: stereo views, an HDR gain map, previews) whose metadata
+# is read. One that has more, or names a location in any, is stored as its first picture only.
+MAX_PICTURES = 8
+
+
+def _has_location(stream: IO[bytes], fmt: str, exif: Image.Exif) -> bool:
+    """Whether the EXIF Pillow read, or metadata it does not read (XMP, PNG text profiles, the
+    further pictures of an MPO), names a location."""
+    if _exif_location(exif):
+        return True
+    scan = _SCAN.get(fmt)  # GIF: Pillow reads no EXIF from it
+    stream.seek(0)
+    try:
+        return scan is not None and scan(stream)
+    finally:
+        stream.seek(0)
+
+
+def _exif_location(exif: Image.Exif) -> bool:
+    return _GPS_IFD in exif or _xmp_location(exif.get(_XMP_TAG))
+
+
+def _xmp_location(packet: object) -> bool:
+    if isinstance(packet, str):
+        packet = packet.encode()
+    if not isinstance(packet, bytes):
+        return False
+    return len(packet) > _METADATA_LIMIT or bool(_XMP_LOCATION.search(packet))
+
+
+def _without_location(stream: IO[bytes], fmt: str, exif: Image.Exif) -> IO[bytes]:
+    """The upload without its location metadata, rewritten in the container: the image data
     (every frame of an animation) is copied as it is, never decoded and encoded again."""
-    del exif[_GPS_IFD]
-    app1 = exif.tobytes()  # b"Exif\0\0" + TIFF, a JPEG APP1 segment's payload
+    app1 = None  # the EXIF to write instead of the first one, or None to keep it as it is
+    if _exif_location(exif):
+        exif.pop(_GPS_IFD, None)
+        if _xmp_location(exif.get(_XMP_TAG)):
+            del exif[_XMP_TAG]
+        app1 = exif.tobytes()  # b"Exif\0\0" + TIFF, a JPEG APP1 segment's payload
     out = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115  # returned to caller
     stream.seek(0)
-    rewrite = _REWRITE.get(fmt)
-    if rewrite is None or (fmt == "JPEG" and frames > 1):  # MPO: later images have their own EXIF
-        with Image.open(stream, formats=[fmt]) as img:  # the first image, encoded again
-            img.save(out, fmt, exif=app1, **({"quality": "keep"} if fmt == "JPEG" else {}))
-    else:
-        rewrite(stream, out, app1)
+    _REWRITE[fmt](stream, out, app1)
     out.seek(0)
     return out
 
@@ -335,80 +383,308 @@ def _read(src: IO[bytes], length: int) -> bytes:
     return data
 
 
-def _rewrite_jpeg(src: IO[bytes], out: IO[bytes], app1: bytes) -> None:
-    """Segments up to the scan, the first EXIF APP1 replaced and any other dropped; the rest as is."""
-    out.write(_read(src, 2))  # SOI
-    written = False
-    while True:
-        marker = _read(src, 2)
-        while marker == b"\xff\xff":  # fill bytes before a marker
-            marker = b"\xff" + _read(src, 1)
-        if marker[0] != 0xFF:
-            raise SyntaxError("no JPEG marker")
-        if marker[1] in (0xDA, 0xD9):  # start of scan, end of image: image data follows
-            out.write(marker)
-            start = src.tell()
-            end = src.seek(0, io.SEEK_END)
-            src.seek(start)
-            _copy(src, out, end - start)
+# --- JPEG ---------------------------------------------------------------------------------
+
+# A marker inside entropy-coded data: 0xFF then neither a stuffed 0 nor a restart nor fill.
+_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length: TEM, RSTn
+
+
+def _marker(src: IO[bytes]) -> int:
+    marker = _read(src, 2)
+    while marker == b"\xff\xff":  # fill bytes before a marker
+        marker = b"\xff" + _read(src, 1)
+    if marker[0] != 0xFF:
+        raise SyntaxError("no JPEG marker")
+    return marker[1]
+
+
+def _segment(src: IO[bytes]) -> bytes:
+    """The payload of the segment whose marker was just read."""
+    length = struct.unpack(">H", _read(src, 2))[0]
+    if length < 2:
+        raise SyntaxError("bad JPEG segment length")
+    return _read(src, length - 2)
+
+
+def _copy_scan(src: IO[bytes], out: IO[bytes]) -> int | None:
+    """Copy entropy-coded data up to the next marker and return it (read), or None at the end."""
+    while block := src.read(1024 * 1024):
+        if match := _MARKER_IN_SCAN.search(block):
+            out.write(block[: match.start()])
+            src.seek(match.end() - len(block), io.SEEK_CUR)
+            return block[match.start() + 1]
+        if len(block) > 1 and block.endswith(b"\xff"):  # it may start a marker: read it again
+            block = block[:-1]
+            src.seek(-1, io.SEEK_CUR)
+        out.write(block)
+    return None
+
+
+class _XmpSearch:
+    """Location names in one picture's XMP: the main packet and its extension, whose parts may
+    split a name, so each part's edges are kept to be searched across the joins."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self._heads: dict[tuple[bytes, int], bytes] = {}
+        self._tails: dict[tuple[bytes, int], bytes] = {}
+
+    def add(self, body: bytes) -> None:
+        if body.startswith(_XMP_JPEG):
+            self.found = self.found or _xmp_location(body[len(_XMP_JPEG) :])
             return
-        head = _read(src, 2)
-        body = _read(src, struct.unpack(">H", head)[0] - 2)
-        if marker[1] == 0xE1 and body.startswith(b"Exif\0\0"):
-            if not written and len(app1) <= 0xFFFF - 2:
-                out.write(b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1)
-            written = True
+        guid, offset = body[35:67], int.from_bytes(body[71:75], "big")
+        part = body[75:]
+        self.found = self.found or _xmp_location(part)
+        self._heads[guid, offset] = part[:64]
+        self._tails[guid, offset + len(part)] = part[-64:]
+
+    def location(self) -> bool:
+        return self.found or any(
+            _xmp_location(tail + self._heads.get(end, b"")) for end, tail in self._tails.items()
+        )
+
+
+def _is_xmp(marker: int, body: bytes) -> bool:
+    return marker == 0xE1 and body.startswith((_XMP_JPEG, _XMP_EXTENSION))
+
+
+@dataclass
+class _Picture:
+    exif_location: bool  # or EXIF that does not parse, or an MPF index that does not
+    xmp_location: bool
+    more: list[int]  # where the further pictures start, from the MPF index
+
+
+def _picture(src: IO[bytes]) -> _Picture:
+    """What the metadata of the JPEG picture starting at src's position says, read up to its
+    first scan: EXIF, XMP and, in the first picture of an MPO, the MPF index."""
+    if _read(src, 2) != b"\xff\xd8":
+        raise SyntaxError("no JPEG picture")
+    picture, xmp = _Picture(False, False, []), _XmpSearch()
+    while (marker := _marker(src)) not in (0xDA, 0xD9):
+        if marker in _STANDALONE:
             continue
-        out.write(marker + head + body)
+        at = src.tell() + 2
+        body = _segment(src)
+        try:
+            if marker == 0xE1 and body.startswith(b"Exif\0\0"):
+                exif = Image.Exif()
+                exif.load(body)
+                picture.exif_location = picture.exif_location or _exif_location(exif)
+            elif marker == 0xE2 and body.startswith(b"MPF\0"):
+                picture.more = _mpf_pictures(body[4:], at + 4)
+        except _NOT_AN_IMAGE:
+            picture.exif_location = True
+        if _is_xmp(marker, body):
+            xmp.add(body)
+    picture.xmp_location = xmp.location()
+    return picture
 
 
-def _rewrite_png(src: IO[bytes], out: IO[bytes], app1: bytes) -> None:
-    """Chunks copied; eXIf replaced; EXIF kept as text ("Raw profile type exif") dropped."""
-    out.write(_read(src, 8))
-    while True:
-        head = src.read(8)
-        if not head:
-            return
+def _mpf_pictures(tiff: bytes, base: int) -> list[int]:
+    """The file positions of the pictures after the first that an MPF index lists; its offsets
+    count from the index's own TIFF header, at base."""
+    index = Image.Exif()
+    index.load(tiff)
+    entries = index.get(0xB002)
+    if not isinstance(entries, bytes):
+        return []
+    order = "<" if tiff.startswith(b"II") else ">"
+    offsets = [struct.unpack_from(order + "8xL", entries, at)[0] for at in range(0, len(entries) - 15, 16)]
+    return [base + offset for offset in offsets[1:]]
+
+
+def _jpeg_has_location(src: IO[bytes]) -> bool:
+    first = _picture(src)
+    if first.exif_location or first.xmp_location or len(first.more) >= MAX_PICTURES:
+        return True
+    for start in first.more:
+        src.seek(start)
+        try:
+            picture = _picture(src)
+        except _NOT_AN_IMAGE:  # no picture where the index says: store the first only
+            return True
+        if picture.exif_location or picture.xmp_location:
+            return True
+    return False
+
+
+def _rewrite_jpeg(src: IO[bytes], out: IO[bytes], app1: bytes | None) -> None:
+    """The first picture only, its segments copied but the first EXIF replaced by app1 (when
+    given) and others dropped, XMP dropped if it names a location, the MPF index dropped; its
+    image data copied as it is, up to its end. An MPO's further pictures each carry their own
+    metadata and a browser shows only the first, so the first alone is kept: none of the
+    others' location, and none of them decoded or encoded again."""
+    drop_xmp = _picture(src).xmp_location
+    src.seek(0)
+    out.write(_read(src, 2))  # SOI
+    exif_seen = False
+    marker: int | None = _marker(src)
+    while marker is not None and marker != 0xD9:
+        if marker in _STANDALONE:
+            out.write(bytes((0xFF, marker)))
+            marker = _marker(src)
+            continue
+        body = _segment(src)
+        segment = bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
+        if marker == 0xE1 and body.startswith(b"Exif\0\0"):
+            if not exif_seen and app1 is None:
+                out.write(segment)
+            elif not exif_seen and app1 is not None and len(app1) <= 0xFFFF - 2:
+                out.write(b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1)
+            exif_seen = True
+        elif not ((drop_xmp and _is_xmp(marker, body)) or (marker == 0xE2 and body.startswith(b"MPF\0"))):
+            out.write(segment)
+        marker = _copy_scan(src, out) if marker == 0xDA else _marker(src)
+    if marker == 0xD9:
+        out.write(b"\xff\xd9")
+
+
+# --- PNG ----------------------------------------------------------------------------------
+
+_PNG_XMP = (b"XML:com.adobe.xmp", b"Raw profile type xmp")
+_PNG_PROFILES = (b"Raw profile type exif", b"Raw profile type APP1", b"Raw profile type xmp")
+
+
+def _png_chunks(src: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each chunk's head (length, kind) and whether it names a location, with src at its payload
+    for the caller to read or skip with its CRC; the signature is read first."""
+    _read(src, 8)
+    while head := src.read(8):
         if len(head) != 8:
             raise EOFError("truncated")
         length, kind = struct.unpack(">I4s", head)
-        if kind == b"eXIf":
-            _read(src, length + 4)
-            tiff = app1[6:]
-            out.write(struct.pack(">I4s", len(tiff), kind) + tiff)
-            out.write(struct.pack(">I", zlib.crc32(kind + tiff)))
-            continue
-        if kind in (b"tEXt", b"zTXt", b"iTXt"):
-            start = _read(src, min(length, 80))
-            if start.split(b"\0", 1)[0] in (b"Raw profile type exif", b"Raw profile type APP1"):
-                _read(src, length - len(start) + 4)
-                continue
-            out.write(head + start)
-            _copy(src, out, length - len(start) + 4)
-        else:
-            out.write(head)
-            _copy(src, out, length + 4)
+        start = src.tell()
+        location = kind in (b"tEXt", b"zTXt", b"iTXt") and _png_text_location(src, kind, length)
+        src.seek(start)
+        yield head, location
+        src.seek(start + length + 4)
         if kind == b"IEND":
             return
 
 
-def _rewrite_webp(src: IO[bytes], out: IO[bytes], app1: bytes) -> None:
-    """RIFF chunks copied (ANMF frames untouched), EXIF replaced, the RIFF size fixed up."""
-    riff, riff_size, webp = struct.unpack("<4sI4s", _read(src, 12))
-    out.write(riff + b"\0\0\0\0" + webp)
+def _png_text_location(src: IO[bytes], kind: bytes, length: int) -> bool:
+    """Whether a text chunk is XMP, or EXIF or XMP as ImageMagick keeps them (hex in a "Raw
+    profile type" text), that names a location."""
+    start = _read(src, min(length, 80))
+    keyword = start.split(b"\0", 1)[0]
+    if keyword not in _PNG_XMP + _PNG_PROFILES:
+        return False
+    if length > _METADATA_LIMIT:
+        return True
+    text = _png_text(kind, (start + _read(src, length - len(start)))[len(keyword) + 1 :])
+    if text is None:
+        return True
+    if keyword in _PNG_PROFILES:
+        try:  # "\n<name>\n<length>\n" then hex, in lines
+            text = binascii.unhexlify(b"".join(text.split(b"\n")[3:]))
+        except ValueError:
+            return True
+    if keyword in _PNG_XMP or text.startswith(_XMP_JPEG):
+        return _xmp_location(text)
+    exif = Image.Exif()
+    try:
+        exif.load(text)
+    except _NOT_AN_IMAGE:
+        return True
+    return _exif_location(exif)
+
+
+def _png_text(kind: bytes, data: bytes) -> bytes | None:
+    """A text chunk's text (data follows the keyword's NUL), or None if it does not inflate
+    within the limit."""
+    if kind == b"tEXt":
+        return data
+    if kind == b"iTXt":  # compressed?, method, language NUL, translated keyword NUL, text
+        compressed = data[:1] == b"\1"
+        data = data[2:].split(b"\0", 2)[-1]
+        if not compressed:
+            return data
+    else:  # zTXt: method, compressed text
+        data = data[1:]
+    inflate = zlib.decompressobj()
+    try:
+        text = inflate.decompress(data, _METADATA_LIMIT)
+    except zlib.error:
+        return None
+    return text if inflate.eof else None
+
+
+def _png_has_location(src: IO[bytes]) -> bool:
+    return any(location for _, location in _png_chunks(src))
+
+
+def _rewrite_png(src: IO[bytes], out: IO[bytes], app1: bytes | None) -> None:
+    """Chunks copied, but eXIf replaced by app1 (when given; added before the image data when
+    the EXIF came from a text profile) and text chunks that name a location dropped."""
+    out.write(b"\x89PNG\r\n\x1a\n")
+    exif_written = app1 is None
+    for head, location in _png_chunks(src):
+        length, kind = struct.unpack(">I4s", head)
+        if kind in (b"eXIf", b"IDAT") and not exif_written:
+            assert app1 is not None
+            tiff = app1[6:]
+            out.write(struct.pack(">I4s", len(tiff), b"eXIf") + tiff)
+            out.write(struct.pack(">I", zlib.crc32(b"eXIf" + tiff)))
+            exif_written = True
+            if kind == b"eXIf":
+                continue
+        if not location and not (kind == b"eXIf" and app1 is not None):
+            out.write(head)
+            _copy(src, out, length + 4)
+
+
+# --- WebP ---------------------------------------------------------------------------------
+
+_VP8X_XMP = 0x04
+
+
+def _webp_chunks(src: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each chunk's head (kind, length) and whether it is XMP that names a location, with src at
+    its payload for the caller to read or skip with its padding; the RIFF header is read first."""
+    riff_size = struct.unpack("<4sI4s", _read(src, 12))[1]
     while src.tell() < 8 + riff_size:
         head = src.read(8)
         if not head:
-            break
+            return
         if len(head) != 8:
             raise EOFError("truncated")
         kind, length = struct.unpack("<4sI", head)
+        start = src.tell()
+        location = kind == b"XMP " and (length > _METADATA_LIMIT or _xmp_location(_read(src, length)))
+        src.seek(start)
+        yield head, location
+        src.seek(start + length + (length & 1))
+
+
+def _webp_has_location(src: IO[bytes]) -> bool:
+    return any(location for _, location in _webp_chunks(src))
+
+
+def _rewrite_webp(src: IO[bytes], out: IO[bytes], app1: bytes | None) -> None:
+    """RIFF chunks copied (ANMF frames untouched), but EXIF replaced by app1 (when given) and XMP
+    that names a location dropped; the VP8X flags and the RIFF size fixed up."""
+    out.write(b"RIFF\0\0\0\0WEBP")  # the size is written last
+    vp8x_at = None
+    for head, location in _webp_chunks(src):
+        kind, length = struct.unpack("<4sI", head)
         padded = length + (length & 1)
-        if kind == b"EXIF":
-            _read(src, padded)
+        if location:
+            if vp8x_at is not None:  # the flags say what the chunks after VP8X hold
+                end = out.seek(0, io.SEEK_END)
+                out.seek(vp8x_at)
+                flags = out.read(1)[0]
+                out.seek(vp8x_at)
+                out.write(bytes((flags & ~_VP8X_XMP,)))
+                out.seek(end)
+        elif kind == b"EXIF" and app1 is not None:
             tiff = app1[6:]
             out.write(struct.pack("<4sI", kind, len(tiff)) + tiff + b"\0" * (len(tiff) & 1))
         else:
+            if kind == b"VP8X":
+                vp8x_at = out.tell() + 8
             out.write(head)
             _copy(src, out, padded)
     end = out.tell()
@@ -417,7 +693,12 @@ def _rewrite_webp(src: IO[bytes], out: IO[bytes], app1: bytes) -> None:
     out.seek(end)
 
 
-_REWRITE: dict[str, Callable[[IO[bytes], IO[bytes], bytes], None]] = {
+_SCAN: dict[str, Callable[[IO[bytes]], bool]] = {
+    "JPEG": _jpeg_has_location,
+    "PNG": _png_has_location,
+    "WEBP": _webp_has_location,
+}
+_REWRITE: dict[str, Callable[[IO[bytes], IO[bytes], bytes | None], None]] = {
     "JPEG": _rewrite_jpeg,
     "PNG": _rewrite_png,
     "WEBP": _rewrite_webp,
