@@ -78,7 +78,7 @@ def create_app(
     logs.init_app(app)
     telemetry.init_app(app, settings)
 
-    db = db or Database(url=settings.database_url)
+    db = db or Database.from_settings(settings)
     db.init_app(app)
     blobs = blobs or BlobStore.from_settings(settings)
     blobs.init_app(app)

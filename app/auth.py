@@ -193,8 +193,8 @@ class IdentityClient:
         return keys
 
     def validate_id_token(self, id_token: str, *, flow: str, nonce: str) -> dict[str, Any]:
-        """Check signature, issuer, audience, lifetime, nonce and (External ID) the tenant;
-        return the claims."""
+        """Check signature, issuer, audience, lifetime, nonce, and the user flow (B2C) or the
+        tenant (External ID); return the claims."""
         try:
             header = jwt.get_unverified_header(id_token)
             if header.get("alg") != "RS256":
@@ -214,6 +214,14 @@ class IdentityClient:
         if claims["nonce"] != hashlib.sha256(nonce.encode("ascii")).hexdigest():
             raise SignInError("The ID token's nonce does not match this sign-in.")
         authority = self.authorities[flow]
+        if authority.policy is not None:
+            # B2C names user flows case-insensitively, and has emitted `acr` in lower case.
+            named = str(claims.get("tfp") or claims.get("acr") or "")
+            if named.lower() != authority.policy.lower():
+                raise SignInError(
+                    f"The ID token is from user flow {named or '(none)'}, not {authority.policy}, "
+                    "which this sign-in started."
+                )
         if authority.tenant_id is not None:
             tid = str(claims.get("tid", "")).lower()
             if tid != authority.tenant_id:

@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    db = Database(url=settings.database_url)
+    db = Database.from_settings(settings)
     try:
         if args.command == "migrate":
             applied = db.migrate()

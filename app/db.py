@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -18,14 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from flask import Flask, current_app
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable, raised_as_causes
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +134,15 @@ class Database:
         self,
         *,
         url: str,
+        owner_url: str | None = None,
         max_connections: int = 10,
         connect_timeout: int = 5,
         migration_retry_seconds: float = 5.0,
     ) -> None:
-        self.url = url
+        self.url = with_system_roots(url)
+        # Migrations connect as the schema's owner when one is named; the pool never does, so
+        # nothing a request runs can change the schema.
+        self.owner_url = with_system_roots(owner_url) if owner_url else None
         self.connect_timeout = connect_timeout
         self.pool = ConnectionPool(
             url,
@@ -156,6 +167,10 @@ class Database:
         self._schema_tried_at = 0.0
         self._migration_retry = migration_retry_seconds
         self._schema_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> Database:
+        return cls(url=settings.database_url, owner_url=settings.database_owner_url, **options)
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self
@@ -198,9 +213,27 @@ class Database:
         A session-level advisory lock serialises the instances; PostgreSQL drops it if the
         holder dies, so a crashed start never leaves a stale lock behind (unlike lock-row
         schemes such as yoyo's). Each migration runs in its own transaction.
+
+        With an owner (`DATABASE_OWNER_URL`) the migrations run as it, and the app's role is
+        then granted what the app does with the data, on every table and sequence of the schema,
+        present and future (default privileges), and nothing else.
         """
-        with _as_causes(), psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
-            return _apply_migrations(conn)
+        url = self.owner_url or self.url
+        with _as_causes(), psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            applied = _apply_migrations(conn)
+            if self.owner_url is not None:
+                _grant_data_access(conn, self._app_role())
+            return applied
+
+    def _app_role(self) -> str:
+        """The role DATABASE_URL logs in as: its user, or (libpq's defaults) as the server says."""
+        user = conninfo_to_dict(self.url).get("user")
+        if user:
+            return str(user)
+        with psycopg.connect(self.url, connect_timeout=self.connect_timeout) as conn:
+            row = conn.execute("SELECT current_user").fetchone()
+        assert row is not None
+        return str(row[0])
 
     def migrate_at_start(self) -> None:
         """`migrate` for a server's start (gunicorn's master, app/gunicorn_conf.py), which no
@@ -232,8 +265,9 @@ class Database:
                     _as_causes(),
                     psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout) as conn,
                 ):
-                    if _pending_migrations(conn):
-                        _apply_migrations(conn)
+                    pending = _pending_migrations(conn)
+                if pending:
+                    self.migrate()
             except ServiceError as exc:
                 if kept is None or kept.code != exc.code:
                     if isinstance(exc, ConfigurationError):
@@ -419,6 +453,44 @@ def _apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     return applied
+
+
+def _grant_data_access(conn: psycopg.Connection[Any], role: str) -> None:
+    """Let `role` read and write the rows of the schema's tables (as the owner, who made them);
+    it gets no CREATE on the schema, so it cannot add, alter or drop anything."""
+    with conn.transaction():
+        row = conn.execute("SELECT current_user, current_schema()").fetchone()
+        assert row is not None
+        owner, schema = row
+        if role == owner:
+            return
+        names = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
+        for statement in (
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}"
+            " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+        ):
+            conn.execute(sql.SQL(statement).format(**names))
+
+
+def with_system_roots(url: str) -> str:
+    """`url` with libpq's `sslrootcert=system` made the machine's own CA bundle.
+
+    psycopg's binary wheels carry their own OpenSSL, whose default trust store
+    (OPENSSLDIR `/usr/lib/psycopg-openssl`) is empty: with `system`, libpq would refuse every
+    server unless SSL_CERT_FILE happens to be set. Python's `ssl` uses the system's OpenSSL
+    and finds the bundle (honouring SSL_CERT_FILE too), so that file is given to libpq instead.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    bundle = ssl.get_default_verify_paths().cafile
+    if ("sslrootcert", "system") not in query or bundle is None:
+        return url
+    query = [(k, bundle if (k, v) == ("sslrootcert", "system") else v) for k, v in query]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
 def get_db() -> Database:

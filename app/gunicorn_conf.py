@@ -70,4 +70,4 @@ def on_starting(server: Any) -> None:
     except SettingsError:
         return  # every worker's create_app raises it, naming each setting to fix
     logs.configure_logging()
-    Database(url=settings.database_url).migrate_at_start()
+    Database.from_settings(settings).migrate_at_start()

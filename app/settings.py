@@ -9,12 +9,13 @@ rather than a production outage. Only this module reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 Requirement = Literal["required", "optional", "storage", "outside_development"]
 Section = Literal["identity", "app"]
@@ -136,9 +137,32 @@ def _require_https(scheme: str, value: str, context: Context) -> None:
 
 
 def postgres_url(value: str, context: Context) -> str:
+    """A postgresql:// URL; outside development one to another machine must verify the server's
+    certificate and name (`sslmode=verify-full`): `require` encrypts, but to whoever answers."""
     if not value.startswith(("postgresql://", "postgres://")):
         raise Invalid("must be a postgresql:// URL")  # the value may hold a password: never echoed
+    if not context.development:
+        parts = urlsplit(value)
+        try:
+            host = parts.hostname
+        except ValueError:
+            raise Invalid("must be a postgresql:// URL") from None
+        sslmode = parse_qs(parts.query).get("sslmode", [""])[-1]
+        if host and not _is_loopback(host) and sslmode != "verify-full":
+            raise Invalid(
+                "must verify the database server's certificate outside development: "
+                "add sslmode=verify-full&sslrootcert=system to the URL"
+            )
     return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def container_name(value: str, context: Context) -> str:
@@ -402,9 +426,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATABASE_URL",
         "database_url",
-        "postgresql://… (sslmode=require in Azure)",
+        "postgresql://… as the app's role, which reads and writes its tables only "
+        "(`sslmode=verify-full&sslrootcert=system` outside development)",
         postgres_url,
         requirement="required",
+        secret=True,
+    ),
+    Setting(
+        "DATABASE_OWNER_URL",
+        "database_owner_url",
+        "postgresql://… as the role that owns the schema: migrations run as it, then grant the "
+        "app's role its data privileges",
+        postgres_url,
+        shown_default="DATABASE_URL",
         secret=True,
     ),
     Setting(
@@ -529,6 +563,9 @@ class Authority:
     metadata_url: str
     oidc: bool = False  # MSAL gets it as `oidc_authority=` (External ID) rather than `authority=`
     tenant_id: str | None = None  # the `tid` every ID token must carry (External ID)
+    # The user flow every ID token must name in `tfp` (or `acr`, B2C's older claim): a token
+    # from another flow of the tenant carries the same issuer and audience (B2C).
+    policy: str | None = None
     email_claim: str = "emails"  # B2C: `emails` (a list); External ID: `email` (optional claim)
     # The tenant's metadata found by its name, whatever tenant id is configured: its issuer
     # names the right id when the configured one is another tenant's (External ID).
@@ -600,7 +637,10 @@ class IdentitySettings:
             }
             authorities = {
                 purpose: Authority(
-                    policy, f"{base}/{policy}", f"{base}/{policy}/v2.0/.well-known/openid-configuration"
+                    policy,
+                    f"{base}/{policy}",
+                    f"{base}/{policy}/v2.0/.well-known/openid-configuration",
+                    policy=policy,
                 )
                 for purpose, policy in flows.items()
                 if policy
@@ -647,6 +687,7 @@ class Settings:
     storage_connection_string: str | None = field(repr=False)
     storage_container: str
     database_url: str = field(repr=False)
+    database_owner_url: str | None = field(repr=False)
     secret_key: str = field(repr=False)
     secret_key_fallbacks: tuple[str, ...] | None = field(repr=False)
     max_upload_bytes: int

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+from devstack.fake_identity.tls import TlsFiles
 from devstack.process import LOOPBACK, LocalService, ManagedProcess, ServiceError, run_as
 
-USER = "photoshare"
+USER = "photoshare"  # the cluster's superuser: tests and tools, never the app
 DATABASE = "photoshare"
+# Least privilege, as in Azure: migrations run as the schema's owner, the app as a role that may
+# only read and write rows (granted by the migrations, app/db.py).
+OWNER_ROLE = "photoshare_owner"
+APP_ROLE = "photoshare_app"
 START_TIMEOUT = 30.0
 _SERVER_BINARIES = ("initdb", "postgres")
 
@@ -31,15 +38,59 @@ def database_url(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def create_database(server_url: str, name: str, template: str | None = None) -> str:
-    """Create `name` through `server_url` (a copy of `template` if given: fast per-test databases)
-    and return its URL. The template must have no open connections."""
+def create_database(server_url: str, name: str, template: str | None = None, owner: str | None = None) -> str:
+    """Create `name` through `server_url` (a copy of `template` if given: fast per-test databases),
+    owned by `owner` if given, and return its URL. The template must have no open connections."""
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template is not None:
         query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+    if owner is not None:
+        query = sql.SQL("{} OWNER {}").format(query, sql.Identifier(owner))
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(query)
     return database_url(server_url, name)
+
+
+@dataclass(frozen=True)
+class RoleUrls:
+    """Where the app connects (`app`, DATABASE_URL) and its migrations run (`owner`)."""
+
+    app: str
+    owner: str
+
+
+def least_privilege_roles(admin_url: str, database: str = DATABASE, query: str = "") -> RoleUrls:
+    """Make `database` (on the server `admin_url` reaches as a superuser) owned by OWNER_ROLE
+    and create APP_ROLE with no privilege beyond logging in; return both roles' URLs, with
+    `query` (libpq's TLS parameters, say). Each gets a new random password (checked where
+    pg_hba.conf asks for one); the roles are kept."""
+    passwords = {role: secrets.token_hex(16) for role in (OWNER_ROLE, APP_ROLE)}
+    with psycopg.connect(database_url(admin_url, "postgres"), autocommit=True) as conn:
+        for role, password in passwords.items():
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(database), sql.Identifier(OWNER_ROLE)
+            )
+        )
+    with psycopg.connect(database_url(admin_url, database), autocommit=True) as conn:
+        # PostgreSQL 15+ already lets only the database's owner create in `public`; older ones
+        # let everyone.
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(OWNER_ROLE)))
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    parts = urlsplit(database_url(admin_url, database))
+
+    def as_role(role: str) -> str:
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{role}:{passwords[role]}@{host}", query=query))
+
+    return RoleUrls(app=as_role(APP_ROLE), owner=as_role(OWNER_ROLE))
 
 
 def drop_database(server_url: str, name: str) -> None:
@@ -103,6 +154,7 @@ class Postgres(LocalService):
         base_dir: Path | None = None,
         bin_dir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(
             port=port, base_dir=base_dir, temp_prefix="photoshare-pg-", start_timeout=start_timeout
@@ -110,6 +162,9 @@ class Postgres(LocalService):
         self._bin_dir_arg = bin_dir
         self._bin_dir: Path | None = None
         self.data_dir = self.base_dir / "data"
+        # TLS with a certificate for 127.0.0.1/localhost, so clients can verify it
+        # (`sslmode=verify-full`) as the app does in Azure; plain connections stay accepted.
+        self.tls = tls
         # PostgreSQL refuses to run as root: drop to the system user that owns the binaries.
         self._run_as = "postgres" if os.geteuid() == 0 else None
 
@@ -120,6 +175,12 @@ class Postgres(LocalService):
 
     def url_for(self, dbname: str) -> str:
         return f"postgresql://{USER}@{LOOPBACK}:{self._require_port()}/{dbname}"
+
+    @property
+    def verified_tls(self) -> str:
+        """The URL query that makes libpq verify this server (empty without TLS): against the
+        system trust store, as in Azure; the tests add their CA there through SSL_CERT_FILE."""
+        return "sslmode=verify-full&sslrootcert=system" if self.tls is not None else ""
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create `name` (a copy of `template` if given) and return its URL."""
@@ -161,6 +222,17 @@ class Postgres(LocalService):
             shutil.chown(self.data_dir, user=self._run_as, group=self._run_as)
             if self._own_dir:
                 self.base_dir.chmod(0o711)  # mkdtemp is 0700: let the postgres user traverse it
+
+    def _tls_file(self, which: str) -> Path:
+        """A copy the server's user owns: PostgreSQL refuses a key others may read."""
+        assert self.tls is not None
+        source = self.tls.cert_pem if which == "cert" else self.tls.key_pem
+        copy = self.base_dir / f"server-{which}.pem"
+        copy.write_bytes(source.read_bytes())
+        copy.chmod(0o600)
+        if self._run_as is not None:
+            shutil.chown(copy, user=self._run_as, group=self._run_as)
+        return copy
 
     def _initdb(self) -> None:
         self._prepare_dirs()
@@ -207,6 +279,9 @@ class Postgres(LocalService):
             "-c", "full_page_writes=off",
             "-c", "max_connections=200",
         ]  # fmt: skip
+        if self.tls is not None:
+            argv += ["-c", "ssl=on", "-c", f"ssl_cert_file={self._tls_file('cert')}",
+                     "-c", f"ssl_key_file={self._tls_file('key')}"]  # fmt: skip
         return ManagedProcess(
             argv,
             name=f"PostgreSQL on port {self.port}",

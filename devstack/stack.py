@@ -18,7 +18,7 @@ from devstack.azurite import Azurite
 from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import load_or_make_tls, make_tls
-from devstack.postgres import Postgres
+from devstack.postgres import Postgres, RoleUrls, least_privilege_roles
 
 # Per IDENTITY_PLATFORM, the settings that, all present (in the environment or .env), mean
 # "use the real tenant" rather than the fake.
@@ -37,9 +37,10 @@ REAL_TENANT_SETTINGS = {
     ),
 }
 PLATFORMS = tuple(REAL_TENANT_SETTINGS)
-# requests lets these override a Session's verify=; set to a bundle of the system roots plus the
-# fake's CA, for the app and for any process of ours that talks to the fake.
-CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# requests lets the first two override a Session's verify=, and OpenSSL reads SSL_CERT_FILE for
+# its default trust (libpq's `sslrootcert=system`, via app/db.py); set to a bundle of the system
+# roots plus the tests' CA, for the app and for any process of ours that talks to the fake.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 def identity_env(fake: FakeIdentityServer, bundle_pem: Path, platform: str = "b2c") -> dict[str, str]:
@@ -96,6 +97,7 @@ class LocalStack:
         self.base_dir.chmod(0o711)  # the postgres user must reach its data dir below
         self.postgres = Postgres(base_dir=self.base_dir / "postgres")
         self.azurite = Azurite(log_dir=self.base_dir / "azurite")
+        self.roles: RoleUrls | None = None
         self.fake: FakeIdentityServer | None = None
         self._want_fake = fake_identity
         self.bundle_pem: Path | None = None
@@ -105,6 +107,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         try:
             self.postgres.start()
+            self.roles = least_privilege_roles(self.postgres.url)
             self.azurite.start()
             if self._want_fake:
                 tls = load_or_make_tls(self._tls_dir) if self._tls_dir else make_tls(self.base_dir / "tls")
@@ -118,10 +121,13 @@ class LocalStack:
     def app_env(self, base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:
         """A complete environment for the app process: `base` (default os.environ) + the stack."""
         env = dict(os.environ if base is None else base)
+        if self.roles is None:
+            raise RuntimeError("LocalStack.app_env needs a started stack")
         env.update(
             APP_ENV="development",
             SECRET_KEY=env.get("SECRET_KEY") or secrets.token_hex(32),
-            DATABASE_URL=self.postgres.url,
+            DATABASE_URL=self.roles.app,
+            DATABASE_OWNER_URL=self.roles.owner,
             AZURE_STORAGE_CONNECTION_STRING=self.azurite.connection_string,
         )
         env.pop("AZURE_STORAGE_ACCOUNT_URL", None)

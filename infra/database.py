@@ -144,7 +144,7 @@ class Database(pulumi.ComponentResource):
             pulumi.Output.all(self.password.result, self.fqdn, self.database.name).apply(
                 lambda parts: (
                     f"postgresql://{ADMIN_LOGIN}:{quote(parts[0], safe='')}@{parts[1]}:5432/"
-                    f"{parts[2]}?sslmode=require"
+                    f"{parts[2]}?sslmode=verify-full&sslrootcert=system"
                 )
             )
         )

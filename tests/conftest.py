@@ -17,7 +17,7 @@ from devstack.fake_identity.config import FakeConfig
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles, make_tls
 from devstack.frontend import find_nginx, nginx_version
-from devstack.postgres import create_database, drop_database
+from devstack.postgres import OWNER_ROLE, create_database, drop_database
 from devstack.stack import CA_BUNDLE_VARIABLES
 from tests.services import Services, chosen_provider, provide
 
@@ -30,8 +30,11 @@ def pytest_report_header() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
-    with provide(chosen_provider()) as provided:
+def services(tls: TlsFiles) -> Iterator[Services]:
+    with pytest.MonkeyPatch.context() as patch, provide(chosen_provider(), tls) as provided:
+        # The app's URLs verify the local PostgreSQL against the default trust, which has the
+        # tests' CA in it: here too, for what the tests connect as the app.
+        patch.setenv("SSL_CERT_FILE", str(tls.bundle_pem))
         yield provided
 
 
@@ -137,7 +140,8 @@ def make_user(fake: FakeIdentityClient, platform: Platform) -> Callable[..., dic
 
 @pytest.fixture
 def fresh_database(services: Services) -> Iterator[str]:
-    """An empty database on the same server, dropped afterwards."""
+    """An empty database on the same server, owned as the app's own is (its superuser's URL;
+    `services.app_database(fresh_database)` gives the app's settings for it), dropped afterwards."""
     name = f"migrate_{uuid.uuid4().hex[:12]}"
-    yield create_database(services.database_url, name)
+    yield create_database(services.database_url, name, owner=OWNER_ROLE if services.roles else None)
     drop_database(services.database_url, name)

@@ -13,8 +13,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from devstack.fake_identity.tls import TlsFiles
+from devstack.postgres import RoleUrls, database_url, least_privilege_roles
 
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
 IMAGES_CONTAINER = "images"  # the app's AZURE_STORAGE_CONTAINER in the tests
@@ -25,11 +29,25 @@ PROVIDERS = ("auto", "containers", "local", "external")
 @dataclass
 class Services:
     provider: str
-    database_url: str
+    database_url: str  # a superuser's, for what tests check and set up behind the app's back
     storage_connection_string: str
     # The local provider's handles, for tests that stop and start a service mid-test.
     postgres: Any = None
     azurite: Any = None
+    # The app's least-privilege role and the schema owner its migrations run as (devstack's
+    # roles); an external server is used as given, with one role.
+    roles: RoleUrls | None = None
+
+    def app_database(self, database: str | None = None) -> dict[str, str]:
+        """DATABASE_URL and DATABASE_OWNER_URL for the app, on the database the superuser's URL
+        `database` names (default: the app's own)."""
+        if self.roles is None:
+            return {"DATABASE_URL": database or self.database_url}
+        name = urlsplit(database or self.database_url).path.lstrip("/")
+        return {
+            "DATABASE_URL": database_url(self.roles.app, name),
+            "DATABASE_OWNER_URL": database_url(self.roles.owner, name),
+        }
 
     def images(self) -> ContainerClient:
         """The app's images container, as the tests see it."""
@@ -64,9 +82,11 @@ def chosen_provider() -> str:
 
 
 @contextlib.contextmanager
-def provide(provider: str) -> Iterator[Services]:
+def provide(provider: str, tls: TlsFiles | None = None) -> Iterator[Services]:
+    """The services; with `tls`, the local PostgreSQL serves TLS with its certificate and the
+    app's URLs verify it."""
     if provider == "local":
-        yield from _local()
+        yield from _local(tls)
     elif provider == "containers":
         yield from _containers()
     elif provider == "external":
@@ -75,12 +95,13 @@ def provide(provider: str) -> Iterator[Services]:
         raise ValueError(f"unknown provider {provider!r}")
 
 
-def _local() -> Iterator[Services]:
+def _local(tls: TlsFiles | None) -> Iterator[Services]:
     from devstack.azurite import Azurite
     from devstack.postgres import Postgres
 
-    with Postgres() as postgres, Azurite() as azurite:
-        yield Services("local", postgres.url, azurite.connection_string, postgres, azurite)
+    with Postgres(tls=tls) as postgres, Azurite() as azurite:
+        roles = least_privilege_roles(postgres.url, query=postgres.verified_tls)
+        yield Services("local", postgres.url, azurite.connection_string, postgres, azurite, roles)
 
 
 def _containers() -> Iterator[Services]:
@@ -98,7 +119,9 @@ def _containers() -> Iterator[Services]:
         "azurite-blob --blobHost 0.0.0.0 --skipApiVersionCheck --inMemoryPersistence"
     )
     with postgres, azurite:
-        yield Services("containers", postgres.get_connection_url(), azurite.get_connection_string())
+        url = postgres.get_connection_url()
+        roles = least_privilege_roles(url)
+        yield Services("containers", url, azurite.get_connection_string(), roles=roles)
 
 
 def _external() -> Services:

@@ -36,9 +36,11 @@ ID_TOKEN_DEFECTS = (
     "alg_none",
     "wrong_nonce",
     "wrong_tid",
+    "wrong_policy",
 )
-# A B2C ID token has no `tid`: this defect waits for the next External ID ID token.
-EXTERNAL_ONLY_DEFECTS = {"wrong_tid"}
+# A defect that only one platform's tokens can carry waits for that platform's next ID token:
+# a B2C ID token has no `tid`, an External ID one no `tfp` (its user flows are not authorities).
+PLATFORM_DEFECTS = {"wrong_tid": "external", "wrong_policy": "b2c"}
 # Every counter exists from the start so tests can assert "0 calls" without .get().
 COUNTER_NAMES = (
     "metadata",
@@ -388,7 +390,7 @@ class FakeState:
         """Consume the pending defect for the next ID token of `platform` (`b2c`/`external`)."""
         with self._lock:
             defect = self._knobs["next_id_token"]
-            if platform != "external" and defect in EXTERNAL_ONLY_DEFECTS:
+            if PLATFORM_DEFECTS.get(defect, platform) != platform:
                 return None
             self._knobs["next_id_token"] = None
             return defect

@@ -235,6 +235,8 @@ def apply_defect(claims: dict[str, Any], defect: str) -> dict[str, Any]:
         claims["nonce"] = secrets.token_urlsafe(16)
     elif defect == "wrong_tid":
         claims["tid"] = str(uuid.uuid4())
+    elif defect == "wrong_policy":  # another user flow of the same tenant: same issuer, same audience
+        claims["tfp"] = "B2C_1_another_flow"
     return claims
 
 

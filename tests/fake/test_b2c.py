@@ -416,9 +416,24 @@ def test_wrong_nonce_is_caught_by_msal(
         signed_in(fake, control, user)
 
 
+def test_wrong_policy_names_another_user_flow(
+    fake: FakeIdentityServer, control: FakeIdentityClient, user: User
+) -> None:
+    """Signed as usual, for the same audience and issuer: only `tfp` tells it apart."""
+    control.set_knobs(next_id_token="wrong_policy")
+    claims = verify_jwt(
+        signed_in(fake, control, user)["id_token"],
+        metadata_url=metadata_url(fake),
+        audience=fake.config.client_id,
+    )
+    assert claims["tfp"] not in fake.config.policies
+    healthy = signed_in(fake, control, user)["id_token"]
+    assert jwt.decode(healthy, options={"verify_signature": False})["tfp"] == fake.config.policies[0]
+
+
 def test_every_defect_is_covered() -> None:
     """wrong_tid is External ID's (test_external_id): a B2C ID token has no tid."""
-    assert set(EXPECTED_FAILURE) | {"wrong_nonce", "wrong_tid"} == set(ID_TOKEN_DEFECTS)
+    assert set(EXPECTED_FAILURE) | {"wrong_nonce", "wrong_tid", "wrong_policy"} == set(ID_TOKEN_DEFECTS)
 
 
 def test_raw_flow_without_msal(fake: FakeIdentityServer, control: FakeIdentityClient, user: User) -> None:

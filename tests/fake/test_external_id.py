@@ -731,6 +731,23 @@ def test_wrong_tid_waits_for_an_external_id_token(
     assert external["tid"] != fake.config.external_tenant_id
 
 
+def test_wrong_policy_waits_for_a_b2c_token(
+    fake: FakeIdentityServer,
+    control: FakeIdentityClient,
+    user: User,
+    make_external_user: Callable[..., User],
+) -> None:
+    """An External ID ID token names no user flow: it leaves the defect for the next B2C one."""
+    control.set_knobs(next_id_token="wrong_policy")
+    external = signed_in(fake, control, make_external_user())["id_token_claims"]
+    assert "tfp" not in external and external["tid"] == fake.config.external_tenant_id
+    assert control.knobs()["next_id_token"] == "wrong_policy"
+    app = b2c_app(fake)
+    flow = app.initiate_auth_code_flow(scopes=[], redirect_uri=REDIRECT_URI)
+    b2c = app.acquire_token_by_auth_code_flow(flow, control.sign_in_as(flow["auth_uri"], user.as_dict()))
+    assert b2c["id_token_claims"]["tfp"] not in fake.config.policies
+
+
 def test_wrong_nonce_is_caught_by_msal(
     fake: FakeIdentityServer, control: FakeIdentityClient, make_external_user: Callable[..., User]
 ) -> None:

@@ -42,7 +42,7 @@ def platform_envs(
     env.update(
         APP_ENV="production",
         SECRET_KEY=secrets.token_hex(32),
-        DATABASE_URL=services.database_url,
+        **services.app_database(),
         AZURE_STORAGE_CONNECTION_STRING=services.storage_connection_string,
         AZURE_STORAGE_CONTAINER=IMAGES_CONTAINER,
         EMAIL_CACHE_TTL_SECONDS="3600",

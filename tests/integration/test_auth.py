@@ -84,11 +84,15 @@ DEFECTS = ["wrong_aud", "wrong_iss", "expired", "bad_signature", "alg_none", "wr
 
 @pytest.mark.parametrize(
     ("platform", "defect"),
-    [*(("b2c", d) for d in DEFECTS), *(("external_id", d) for d in [*DEFECTS, "wrong_tid"])],
+    [
+        *(("b2c", d) for d in [*DEFECTS, "wrong_policy"]),
+        *(("external_id", d) for d in [*DEFECTS, "wrong_tid"]),
+    ],
     indirect=["platform"],
 )
 def test_defective_id_tokens_are_refused(client: AppClient, make_user, fake, defect):
-    """Each a token the app must refuse; on External ID also one of another tenant (`tid`)."""
+    """Each a token the app must refuse; on B2C also one of another user flow (`tfp`), on
+    External ID one of another tenant (`tid`)."""
     user = make_user()
     fake.set_knobs(next_id_token=defect)
     params = client.fake.sign_in_as(client.start_login(), user)

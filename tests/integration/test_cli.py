@@ -44,11 +44,12 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_migrate_command(app_env, fresh_database):
-    first = run_cli({**app_env, "DATABASE_URL": fresh_database}, "migrate")
+def test_migrate_command(app_env, services, fresh_database):
+    env = {**app_env, **services.app_database(fresh_database)}
+    first = run_cli(env, "migrate")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout) == {"applied": ["0001_initial", "0002_sessions"]}
-    again = run_cli({**app_env, "DATABASE_URL": fresh_database}, "migrate")
+    again = run_cli(env, "migrate")
     assert json.loads(again.stdout) == {"applied": []}
 
 

@@ -158,7 +158,10 @@ def test_a_role_without_grants_is_named_and_served_once_granted(
     """The app starts although the migration is refused (grants lag deployments), /readyz says
     so, and once the grants are there the next /readyz applies the schema and is ready."""
     role, password = role_without_grants
-    server = start_app(workers=1, DATABASE_URL=database_url_as(services, role, password))
+    # One role for everything (no DATABASE_OWNER_URL): the app migrates as its own role.
+    server = start_app(
+        workers=1, DATABASE_URL=database_url_as(services, role, password), DATABASE_OWNER_URL=""
+    )
     client: AppClient = client_factory(server)
 
     ready = client.get("/readyz")
@@ -189,7 +192,9 @@ def test_a_role_that_does_not_exist_is_named(
 ):
     role = f"ghost_{uuid.uuid4().hex[:8]}"
     password = secrets.token_hex(16) if urlsplit(services.database_url).password else None
-    server = start_app(workers=1, DATABASE_URL=database_url_as(services, role, password))
+    server = start_app(
+        workers=1, DATABASE_URL=database_url_as(services, role, password), DATABASE_OWNER_URL=""
+    )
     client: AppClient = client_factory(server)
 
     ready = client.get("/readyz")
@@ -203,9 +208,9 @@ def test_a_role_that_does_not_exist_is_named(
 
 
 def test_the_schema_is_applied_once_by_gunicorns_master_before_the_workers_start(
-    start_app: Callable[..., Site], client_factory, fresh_database
+    services: Services, start_app: Callable[..., Site], client_factory, fresh_database
 ):
-    server = start_app(workers=3, DATABASE_URL=fresh_database)
+    server = start_app(workers=3, **services.app_database(fresh_database))
     client: AppClient = client_factory(server)
     assert client.get("/readyz").status_code == 200
     assert applied_migrations(fresh_database) == shipped_migrations()
@@ -232,9 +237,14 @@ def test_a_database_down_at_start_is_reported_and_the_schema_applied_once_it_ans
     parts = urlsplit(fresh_database)
     assert parts.hostname is not None and parts.port is not None
     relay = Relay(parts.hostname, parts.port)
-    auth = parts.netloc.rpartition("@")[0]
-    via_relay = urlunsplit(parts._replace(netloc=f"{auth}@{LOOPBACK}:{relay.port}"))
-    server = start_app(workers=1, DATABASE_URL=via_relay)
+
+    def via_relay(url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@{LOOPBACK}:{relay.port}"))
+
+    server = start_app(
+        workers=1, **{k: via_relay(v) for k, v in services.app_database(fresh_database).items()}
+    )
     client: AppClient = client_factory(server)
 
     assert client.get("/healthz").status_code == 200

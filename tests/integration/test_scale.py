@@ -67,8 +67,8 @@ def test_two_instances_share_sessions_and_the_email_cache(start_app, client_fact
     assert on_second.delete(photo["id"]).status_code == 204  # CSRF token minted by the other instance
 
 
-def test_migrations_started_by_several_processes_apply_once(app_env, fresh_database):
-    env = {**app_env, "DATABASE_URL": fresh_database}
+def test_migrations_started_by_several_processes_apply_once(app_env, services, fresh_database):
+    env = {**app_env, **services.app_database(fresh_database)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "app.cli", "migrate"],

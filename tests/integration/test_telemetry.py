@@ -194,7 +194,7 @@ EXCEPTION = "Microsoft.ApplicationInsights.Exception"
 
 
 def test_an_unexpected_error_arrives_as_an_exception(
-    start_app, ingestion: FakeIngestion, fresh_database: str, client_factory, make_user
+    start_app, services, ingestion: FakeIngestion, fresh_database: str, client_factory, make_user
 ):
     """A real fault, not a patched one: the photos table disappears under a running instance
     (its own database), so listing fails inside psycopg; the user gets a plain 500 and
@@ -203,7 +203,7 @@ def test_an_unexpected_error_arrives_as_an_exception(
 
     site = start_app(
         workers=1,
-        DATABASE_URL=fresh_database,
+        **services.app_database(fresh_database),
         APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string(str(uuid.uuid4())),
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_BLRP_SCHEDULE_DELAY="200",

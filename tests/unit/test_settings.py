@@ -15,7 +15,7 @@ def env(**overrides: str | None) -> dict[str, str]:
         "AZURE_AD_B2C_CLIENT_ID": CLIENT_ID,
         "AZURE_AD_B2C_CLIENT_SECRET": "not-a-real-secret",
         "AZURE_STORAGE_ACCOUNT_URL": "https://contosoimages.blob.core.windows.net",
-        "DATABASE_URL": "postgresql://app@db.example/photoshare?sslmode=require",
+        "DATABASE_URL": "postgresql://app@db.example/photoshare?sslmode=verify-full&sslrootcert=system",
         "SECRET_KEY": "k" * 64,
     }
     merged: dict[str, str | None] = {**base, **overrides}
@@ -77,6 +77,8 @@ def test_every_missing_required_setting_is_named():
         ("GRAPH_ENDPOINT", "http://graph.example", "must use https outside development"),
         ("AZURE_AD_B2C_AUTHORITY_HOST", "http://login.example", "must use https"),
         ("DATABASE_URL", "mysql://x", "postgresql://"),
+        ("DATABASE_URL", "postgresql://app:pw@db.example/photoshare?sslmode=require", "sslmode=verify-full"),
+        ("DATABASE_OWNER_URL", "postgresql://owner@db.example/photoshare", "sslmode=verify-full"),
         ("MAX_UPLOAD_MB", "lots", "MAX_UPLOAD_MB must be a positive whole number"),
         ("AZURE_AD_B2C_SIGNUP_SIGNIN_POLICY", "B2C 1/x", "user-flow name"),
         ("AZURE_STORAGE_CONTAINER", "Images_1", "blob container name"),
@@ -219,3 +221,20 @@ def test_secrets_stay_out_of_repr():
     assert "not-a-real-secret" not in text
     assert "k" * 64 not in text
     assert "app@db.example" not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "development"),
+    [
+        ("postgresql://app@127.0.0.1:5432/photoshare", False),
+        ("postgresql://app@localhost/photoshare", False),
+        ("postgresql://app@[::1]/photoshare", False),
+        ("postgresql://app@db.example/photoshare", True),
+    ],
+)
+def test_an_unverified_database_connection_is_only_for_this_machine_or_development(url, development):
+    """`sslmode=require` encrypts to whoever answers: outside development only a server on
+    this machine may be reached without verifying its certificate and name."""
+    app_env = "development" if development else "production"
+    settings = Settings.from_env(env(APP_ENV=app_env, DATABASE_URL=url, DATABASE_OWNER_URL=url))
+    assert settings.database_url == settings.database_owner_url == url
