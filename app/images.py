@@ -50,6 +50,13 @@ FULL_DECODE_PIXELS = {"PNG": 20_000_000, "GIF": 20_000_000, "WEBP": 6_000_000}
 MAX_TOTAL_PIXELS = 100_000_000
 # Frames are counted from the container; counting a GIF's costs about 5 µs a frame.
 MAX_FRAMES = 2_000
+# The containers' own structure, which Pillow walks in Python a piece at a time: a 20 MB file
+# of empty PNG chunks, or of 1-byte GIF sub-blocks, would take seconds and, for a GIF comment,
+# hundreds of MB. Real encoders write image data in chunks of 8 KB and more, GIF data in
+# sub-blocks of 255 bytes (80,000 for 20 MB), and a few metadata pieces.
+MAX_PNG_CHUNKS = 10_000
+MAX_GIF_BLOCKS = 200_000
+MAX_GIF_EXTENSION_BLOCKS = 10_000
 # Decodes running at once in one worker process: with the caps above, about 200 MB at most, and
 # the worker's other threads stay free for other requests while more uploads wait their turn.
 MAX_CONCURRENT_DECODES = 2
@@ -148,6 +155,8 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
     if fmt is None:
         raise InvalidImage("unsupported_type", "Only JPEG, PNG, GIF and WebP images are accepted.")
     frame_cap = min(max_pixels, FULL_DECODE_PIXELS.get(fmt, max_pixels))
+    if fmt == "PNG":
+        _check_png_chunks(stream)
     gif_frames = _gif_frames(stream, MAX_FRAMES) if fmt == "GIF" else 0
     if gif_frames > MAX_FRAMES:
         raise InvalidImage(
@@ -225,10 +234,32 @@ def _progressive_jpeg_cap(img: Image.Image) -> int:
     return int(DECODE_BUDGET_BYTES / (2 * samples_per_pixel))
 
 
+def _check_png_chunks(stream: IO[bytes]) -> None:
+    """Refuse a PNG of more than MAX_PNG_CHUNKS chunks, counted from their heads alone. Stops
+    quietly where the file is cut short: the decode says what is wrong."""
+    try:
+        stream.seek(8)
+        for _ in range(MAX_PNG_CHUNKS):
+            head = stream.read(8)
+            if len(head) != 8 or head[4:] == b"IEND":
+                return
+            stream.seek(int.from_bytes(head[:4], "big") + 4, io.SEEK_CUR)
+        if len(stream.read(8)) == 8:
+            raise InvalidImage(
+                "too_many_chunks",
+                f"The PNG is made of more than {MAX_PNG_CHUNKS:,} chunks; the most accepted is "
+                f"{MAX_PNG_CHUNKS:,}.",
+            )
+    finally:
+        stream.seek(0)
+
+
 def _gif_frames(stream: IO[bytes], limit: int) -> int:
     """How many frames the GIF holds, counting no further than limit + 1 (Pillow's n_frames walks
-    them all). Stops quietly where the file is cut short: the decode says what is wrong."""
-    frames = 0
+    them all), refusing a GIF of more than MAX_GIF_BLOCKS data sub-blocks, or
+    MAX_GIF_EXTENSION_BLOCKS of them in extensions (comments, application data). Stops quietly
+    where the file is cut short: the decode says what is wrong."""
+    frames = blocks = extension_blocks = 0
     try:
         stream.seek(10)
         flags = _read(stream, 1)[0]
@@ -247,8 +278,22 @@ def _gif_frames(stream: IO[bytes], limit: int) -> int:
                 )
             else:  # trailer, or bytes after the frames that no decoder reads
                 break
+            extension = block == b"\x21"
             while size := _read(stream, 1)[0]:  # data sub-blocks, up to a zero length
                 stream.seek(size, io.SEEK_CUR)
+                blocks += 1
+                extension_blocks += extension
+                if blocks > MAX_GIF_BLOCKS or extension_blocks > MAX_GIF_EXTENSION_BLOCKS:
+                    cap, where = (
+                        (MAX_GIF_BLOCKS, "")
+                        if blocks > MAX_GIF_BLOCKS
+                        else (MAX_GIF_EXTENSION_BLOCKS, " of metadata (comments, application data)")
+                    )
+                    raise InvalidImage(
+                        "too_many_blocks",
+                        f"The GIF is made of more than {cap:,} data blocks{where}; the most accepted "
+                        f"is {cap:,}.",
+                    )
     except (IndexError, EOFError):
         pass
     finally:

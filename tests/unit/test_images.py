@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 import subprocess
 import sys
@@ -353,4 +354,69 @@ def test_a_large_progressive_jpeg_is_refused_before_decoding():
     assert isinstance(refused, InvalidImage)
     assert refused.code == "too_many_pixels"
     assert "33,333,333 pixels (progressive JPEGs" in refused.message
+    assert seconds < 1
+
+
+def gif_parts(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """A one-frame GIF's header up to its image descriptor (colour table, extensions), the
+    descriptor with its code size, and the image data joined from its sub-blocks."""
+    at = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:  # extensions: label, then sub-blocks up to a zero length
+        at += 2
+        while data[at]:
+            at += 1 + data[at]
+        at += 1
+    head = data[:at]
+    at += 10 + ((3 << ((data[at + 9] & 7) + 1)) if data[at + 9] & 0x80 else 0)
+    descriptor, at = data[len(head) : at + 1], at + 1  # with the LZW code size
+    blocks = []
+    while data[at]:
+        blocks.append(data[at + 1 : at + 1 + data[at]])
+        at += 1 + data[at]
+    return head, descriptor, b"".join(blocks)
+
+
+def gif(head: bytes, descriptor: bytes, lzw: bytes, block: int = 255) -> bytes:
+    """The GIF again, its image data in sub-blocks of `block` bytes."""
+    pieces = (lzw[i : i + block] for i in range(0, len(lzw), block))
+    return head + descriptor + b"".join(bytes([len(p)]) + p for p in pieces) + b"\0;"
+
+
+def test_a_png_of_countless_empty_chunks_is_refused_fast():
+    """20 MB of empty ancillary chunks before a 1×1 image: Pillow reads each, CRC and all, in
+    Python (about 9 s here); the chunk count is checked from the heads first."""
+    image = rgba_png(1, 1)
+    empty = png_chunk(b"pcHk", b"")
+    data = image[:33] + empty * (20_000_000 // len(empty)) + image[33:]
+    refused, seconds = timed_check(data)
+    assert isinstance(refused, InvalidImage) and refused.code == "too_many_chunks"
+    assert f"{images.MAX_PNG_CHUNKS:,}" in refused.message
+    assert seconds < 1
+    ordinary = image[:33] + empty * 100 + image[33:]
+    assert isinstance(timed_check(ordinary)[0], CheckedImage)
+
+
+def test_a_gif_of_countless_tiny_sub_blocks_is_refused_fast():
+    """A comment of 10 M 1-byte sub-blocks (20 MB): Pillow joins them one by one (about 7 s
+    and 850 MB here). Image data split as finely is refused by the same count; the same data
+    in the 255-byte sub-blocks encoders write is accepted."""
+    small = io.BytesIO()
+    Image.new("P", (1, 1), 0).save(small, "GIF")
+    head, descriptor, lzw = gif_parts(small.getvalue())
+    comment = b"\x21\xfe" + b"\x01c" * 10_000_000 + b"\0"
+    refused, seconds = timed_check(gif(head + comment, descriptor, lzw))
+    assert isinstance(refused, InvalidImage) and refused.code == "too_many_blocks"
+    assert f"{images.MAX_GIF_EXTENSION_BLOCKS:,} data blocks of metadata" in refused.message
+    assert seconds < 1
+    ordinary = b"\x21\xfe" + b"\x01c" * 100 + b"\0"
+    assert isinstance(timed_check(gif(head + ordinary, descriptor, lzw))[0], CheckedImage)
+
+    noise = io.BytesIO()
+    Image.frombytes("L", (700, 700), os.urandom(490_000)).convert("P").save(noise, "GIF")
+    head, descriptor, lzw = gif_parts(noise.getvalue())
+    assert len(lzw) > images.MAX_GIF_BLOCKS
+    assert isinstance(timed_check(gif(head, descriptor, lzw))[0], CheckedImage)
+    refused, seconds = timed_check(gif(head, descriptor, lzw, block=1))
+    assert isinstance(refused, InvalidImage) and refused.code == "too_many_blocks"
+    assert f"more than {images.MAX_GIF_BLOCKS:,} data blocks;" in refused.message
     assert seconds < 1
