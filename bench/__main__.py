@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest  # its MonkeyPatch sets and restores this process's environment
 
-from bench import gallery, identity, suite, upload
+from bench import crafted, gallery, identity, session_check, suite, upload
 from bench.client import Browser, new_user
 from bench.jpeg import noise_jpeg
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Figure, machine, table, write_json
-from bench.servers import naive_server, running, single_worker
+from bench.servers import naive_server, running, single_worker, started_in_background
 from devstack.appserver import PROJECT_ROOT, AppServer
 from devstack.fake_identity.client import FakeIdentityClient
 from devstack.stack import CA_BUNDLE_VARIABLES, LocalStack
@@ -60,7 +60,7 @@ def _say(message: str) -> None:
 
 
 def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
-    """Measurements 1-5 on one local stack; the stack and every server stop before returning."""
+    """Measurements 1-5 and 7 on one local stack; the stack and every server stop before returning."""
     _say(f"generating noise JPEGs (cached in {cache_dir})")
     overhead_file = noise_jpeg(cache_dir, plan.overhead_mb)
     memory_files = (noise_jpeg(cache_dir, plan.memory_mb[0]), noise_jpeg(cache_dir, plan.memory_mb[1]))
@@ -82,8 +82,10 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
             )
             logs = stack.base_dir / "logs"
             app = AppServer(env=env, workers=1, threads=4, log_dir=logs)
+            # Measurement 7's second server starts while 5 runs (counts only, no timings).
+            uncached = session_check.uncached_server(env=env, log_dir=logs)
             try:
-                with running(app):
+                with running(app), started_in_background(uncached) as uncached_started:
                     _say(f"app: 1 worker at {app.url}; 5. identity economy")
                     app_counts = identity.app_views(app.url, fake, users=plan.users, views=plan.views)
 
@@ -133,6 +135,17 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                         page_size=plan.page_size,
                         requests_per_url=plan.latency_requests,
                         photos=plan.gallery_photos,
+                    )
+                    _say("7. session check: gallery p50 as shipped and with every request querying")
+                    uncached_started()
+                    figures += session_check.latency_rise(
+                        app.url,
+                        uncached.url,
+                        viewer.cookie_header,
+                        database_url=env["DATABASE_URL"],
+                        oid=owner["oid"],
+                        page_size=plan.page_size,
+                        requests_per_url=plan.latency_requests,
                     )
                 workers, threads = _production_workers()
                 loaded = AppServer(env=env, workers=workers, threads=threads, log_dir=logs)
@@ -188,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"6. suite time: pytest {' '.join(plan.suite)}, in the background")
             tests.start()
         figures = measure(plan, args.cache)
+        _say("8. crafted image files, each validated in a fresh process")
+        figures += crafted.figures(args.cache, quick=plan.quick, say=_say)
         if not plan.quick:  # alone on the machine, after the stack is gone
             _say(f"6. suite time: pytest {' '.join(plan.suite)}")
             tests.start()

@@ -33,7 +33,7 @@ class Target:
 class Figure:
     """One measured number, what it is compared with (`beside`), and its target if any."""
 
-    number: int  # the measurement (1-6) it belongs to
+    number: int  # the measurement (1-8) it belongs to
     key: str
     title: str
     value: float
@@ -41,6 +41,7 @@ class Figure:
     target: Target | None = None
     beside: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)  # the JSON only, not the table
 
     @property
     def passed(self) -> bool | None:
@@ -56,6 +57,7 @@ class Figure:
             "pass": self.passed,
             "beside": self.beside,
             "note": self.note,
+            **({"detail": self.detail} if self.detail else {}),
         }
 
 

@@ -7,9 +7,11 @@ differs; one worker makes the serving pid known and the token count per process 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,3 +104,22 @@ def running(*servers: AppServer) -> Iterator[None]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@contextmanager
+def started_in_background(server: AppServer) -> Iterator[Callable[[], None]]:
+    """Start `server` in a thread while the block goes on; the block calls the function it is
+    given to wait until the server answers. Stopped however the block ends."""
+    pool = ThreadPoolExecutor(1)
+    starting = pool.submit(server.start)
+
+    def wait() -> None:
+        starting.result()
+
+    try:
+        yield wait
+    finally:
+        with contextlib.suppress(Exception):  # a failed start was reported by the wait, or is moot
+            starting.result()
+        pool.shutdown()
+        server.stop()

@@ -6,6 +6,7 @@ Timings are not checked (they are noisy, and tiny in quick mode); the full run i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ FIGURES = {
     "identity_tokens_claim_users": 5,
     "identity_graph_calls_claim_users": 5,
     "suite_seconds": 6,
+    "session_check_p50_rise": 7,
+    "crafted_worst_seconds": 8,
+    "crafted_worst_peak": 8,
+}
+# The figures the benchmark holds to a target, with that target.
+TARGETS = {
+    "session_check_p50_rise": ("≤ 1", "ms"),
+    "crafted_worst_seconds": ("≤ 2", "s"),
+    "crafted_worst_peak": ("≤ 250", "MB"),
 }
 
 
@@ -55,3 +65,20 @@ def test_quick_run_emits_every_figure_in_the_table_and_the_json(tmp_path: Path) 
     # What holds at any size: one token per process, no Graph call when the ID token has the email.
     assert figures["identity_tokens_graph_users"]["value"] <= 1
     assert figures["identity_graph_calls_claim_users"]["value"] == 0
+
+    for key, (target, unit) in TARGETS.items():
+        assert (figures[key]["target"], figures[key]["unit"]) == (target, unit), key
+    rise = figures["session_check_p50_rise"]["beside"]
+    assert rise["every request queries p50 ms"] > 0 and rise["as shipped p50 ms"] > 0
+    assert rise["check alone, uncached p50 ms"] > rise["check alone, cached p50 ms"]
+
+    # Every crafted file is either accepted or refused with a message that names the limit.
+    crafted = figures["crafted_worst_peak"]["detail"]
+    assert crafted == figures["crafted_worst_seconds"]["detail"]
+    assert any(not f["accepted"] for f in crafted.values())
+    for name, outcome in crafted.items():
+        assert outcome["code"] != "timeout", name
+        if not outcome["accepted"]:
+            assert outcome["code"] in {"too_many_pixels", "too_many_frames"}, name
+            assert re.search(r"\d{1,3}(,\d{3})+", outcome["message"]), f"{name}: {outcome['message']}"
+        assert outcome["message"] in result.stdout, name
