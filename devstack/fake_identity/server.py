@@ -80,7 +80,7 @@ class _Listener(HttpsThread):
 
 
 class FakeIdentityServer(HttpsThread):
-    """Serves `create_fake_app(config)` over HTTPS with werkzeug's threaded server, and its
+    """Serves `create_fake_app(config)` over HTTPS (devstack.https_thread), and its
     External ID twin on a second port (`external_id_url`), started and stopped together.
 
     Port 0 picks a free port; the URLs are known once `start()` returns. Without `tls`, a

@@ -2,7 +2,7 @@
 registered redirect URIs, the signing keys, failure knobs and call counters, shared by both
 listeners (the main one and the ciamlogin.com one).
 
-Werkzeug serves each request on its own thread, so every access goes through one lock.
+The server (cheroot) serves requests on a pool of threads, so every access goes through one lock.
 """
 
 from __future__ import annotations
