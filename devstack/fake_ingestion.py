@@ -47,7 +47,10 @@ class FakeIngestion(HttpsThread):
         return f"https://{self.host}:{self.port}"
 
     def connection_string(self, instrumentation_key: str) -> str:
-        return f"InstrumentationKey={instrumentation_key};IngestionEndpoint={self.base_url}/"
+        # Without the trailing "/" of Azure's own connection strings: the exporter would then
+        # post to "//v2.1/track", which Azure accepts and cheroot refuses (a request target that
+        # starts with "//" is not an absolute path, RFC 3986 §3.3).
+        return f"InstrumentationKey={instrumentation_key};IngestionEndpoint={self.base_url}"
 
     # --- what was received ----------------------------------------------------------------------
 
