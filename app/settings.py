@@ -533,6 +533,9 @@ class _Reader:
                 )
             return None
         value = self.raw(setting)
+        if value is not None and value.startswith(_KEY_VAULT_REFERENCE):
+            self.problems.append(f"{setting.name} {UNRESOLVED_REFERENCE}")
+            return None
         if value is None:
             if setting.requirement == "required" or (
                 setting.requirement == "outside_development" and not self.context.development
@@ -551,6 +554,18 @@ class _Reader:
     def done(self) -> None:
         if self.problems:
             raise SettingsError(self.problems)
+
+
+# App Service resolves `@Microsoft.KeyVault(SecretUri=…)` settings with the site's identity;
+# when it cannot, the app receives the reference string itself (App Service docs, "Use Key
+# Vault references": troubleshooting), which would otherwise fail as a malformed value.
+_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+UNRESOLVED_REFERENCE = (
+    "is a Key Vault reference App Service did not resolve: the site's managed identity needs the "
+    "Key Vault Secrets User role on the vault (a new role assignment can take minutes to reach "
+    "App Service: restart the site once it has), and the secret version it names must exist; "
+    "the portal's Environment variables page shows each reference's status"
+)
 
 
 @dataclass(frozen=True)

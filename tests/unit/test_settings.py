@@ -238,3 +238,19 @@ def test_an_unverified_database_connection_is_only_for_this_machine_or_developme
     app_env = "development" if development else "production"
     settings = Settings.from_env(env(APP_ENV=app_env, DATABASE_URL=url, DATABASE_OWNER_URL=url))
     assert settings.database_url == settings.database_owner_url == url
+
+
+def test_an_unresolved_key_vault_reference_is_named_with_its_likely_cause():
+    """What App Service passes on when the site's identity cannot read the secret (yet)."""
+    reference = (
+        "@Microsoft.KeyVault(SecretUri=https://kv-photoshare.vault.azure.net/secrets/database-url/0a1b)"
+    )
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(DATABASE_URL=reference, AZURE_AD_B2C_CLIENT_SECRET=reference))
+    problems = err.value.problems
+    assert [p.split()[0] for p in problems] == ["AZURE_AD_B2C_CLIENT_SECRET", "DATABASE_URL"]
+    for problem in problems:
+        assert "Key Vault reference App Service did not resolve" in problem
+        assert "Key Vault Secrets User" in problem and "restart the site" in problem
+        assert "must be a postgresql:// URL" not in problem
+        assert "kv-photoshare" not in problem  # the reference itself is not echoed
