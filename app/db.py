@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from azure.core.exceptions import ClientAuthenticationError
 from flask import Flask, current_app
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -32,10 +33,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable, raised_as_causes
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The audience of Microsoft Entra tokens for Azure Database for PostgreSQL ("Use Microsoft
+# Entra ID for authentication with Azure Database for PostgreSQL").
+ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 # Any fixed 64-bit key: every instance that starts at once queues on it.
 _MIGRATION_LOCK_KEY = 0x70686F746F  # "photo"
 # The direct connection that finds out why the pool had none to give (libpq's minimum is 2 s).
@@ -70,6 +76,11 @@ class DatabaseConfigurationError(ConfigurationError):
             "grant it CONNECT and access to the app's schema."
         ),
         "database_missing": "The database named in DATABASE_URL does not exist: create it or fix the name.",
+        "database_token_failed": (
+            "The app could not get a Microsoft Entra token for PostgreSQL from its managed identity "
+            "(DATABASE_AUTH=entra): check that the site has the identity turned on (and, for "
+            "DATABASE_OWNER_CLIENT_ID, that user-assigned identity attached)."
+        ),
     }
 
 
@@ -135,6 +146,8 @@ class Database:
         *,
         url: str,
         owner_url: str | None = None,
+        credential: TokenCredential | None = None,
+        owner_credential: TokenCredential | None = None,
         max_connections: int = 10,
         connect_timeout: int = 5,
         migration_retry_seconds: float = 5.0,
@@ -143,6 +156,9 @@ class Database:
         # Migrations connect as the schema's owner when one is named; the pool never does, so
         # nothing a request runs can change the schema.
         self.owner_url = with_system_roots(owner_url) if owner_url else None
+        # With credentials, each new connection signs in with a fresh Microsoft Entra token.
+        self._connection = _connection_class(credential)
+        self._owner_connection = _connection_class(owner_credential or credential)
         self.connect_timeout = connect_timeout
         self.pool = ConnectionPool(
             url,
@@ -155,6 +171,7 @@ class Database:
             # takes seconds, not minutes.
             reconnect_timeout=5,
             kwargs={"connect_timeout": connect_timeout, "row_factory": dict_row},
+            connection_class=self._connection,
             open=False,
             name="photoshare",
         )
@@ -170,6 +187,15 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> Database:
+        """The app's database; with DATABASE_AUTH=entra, signed in to by the site's managed
+        identity (the owner by DATABASE_OWNER_CLIENT_ID's, when set)."""
+        if settings.database_auth == "entra":
+            from azure.identity import DefaultAzureCredential
+
+            options.setdefault("credential", DefaultAzureCredential())
+            if settings.database_owner_client_id:
+                owner = DefaultAzureCredential(managed_identity_client_id=settings.database_owner_client_id)
+                options.setdefault("owner_credential", owner)
         return cls(url=settings.database_url, owner_url=settings.database_owner_url, **options)
 
     def init_app(self, app: Flask) -> None:
@@ -200,7 +226,7 @@ class Database:
             except PoolTimeout as exc:
                 # The pool logs why it could not connect and raises only "no connection after
                 # N s": one direct attempt raises the real cause (a refused role, a dead server).
-                psycopg.connect(self.url, connect_timeout=_PROBE_TIMEOUT).close()
+                self._connection.connect(self.url, connect_timeout=_PROBE_TIMEOUT).close()
                 raise DatabaseUnavailable(
                     f"{exc}, though the server accepts connections: the pool is busy"
                 ) from exc
@@ -218,8 +244,10 @@ class Database:
         then granted what the app does with the data, on every table and sequence of the schema,
         present and future (default privileges), and nothing else.
         """
-        url = self.owner_url or self.url
-        with _as_causes(), psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        url, connection = self.url, self._connection
+        if self.owner_url is not None:
+            url, connection = self.owner_url, self._owner_connection
+        with _as_causes(), connection.connect(url, autocommit=True, connect_timeout=10) as conn:
             applied = _apply_migrations(conn)
             if self.owner_url is not None:
                 _grant_data_access(conn, self._app_role())
@@ -230,7 +258,7 @@ class Database:
         user = conninfo_to_dict(self.url).get("user")
         if user:
             return str(user)
-        with psycopg.connect(self.url, connect_timeout=self.connect_timeout) as conn:
+        with self._connection.connect(self.url, connect_timeout=self.connect_timeout) as conn:
             row = conn.execute("SELECT current_user").fetchone()
         assert row is not None
         return str(row[0])
@@ -263,7 +291,9 @@ class Database:
             try:
                 with (
                     _as_causes(),
-                    psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout) as conn,
+                    self._connection.connect(
+                        self.url, autocommit=True, connect_timeout=self.connect_timeout
+                    ) as conn,
                 ):
                     pending = _pending_migrations(conn)
                 if pending:
@@ -474,6 +504,31 @@ def _grant_data_access(conn: psycopg.Connection[Any], role: str) -> None:
             "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}",
         ):
             conn.execute(sql.SQL(statement).format(**names))
+
+
+def _connection_class(credential: TokenCredential | None) -> type[psycopg.Connection[Any]]:
+    """psycopg's connection, or one whose password is a Microsoft Entra token for Azure
+    Database for PostgreSQL taken as it connects: azure-identity keeps a token until shortly
+    before it lapses, so the pool's new connections never present an expired one (an open
+    connection stays valid after its token expires: PostgreSQL checks it only at sign-in)."""
+    if credential is None:
+        return psycopg.Connection
+    source = credential
+
+    class EntraConnection(psycopg.Connection[Any]):
+        @classmethod
+        def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> dict[str, Any]:
+            params = super()._get_connection_params(conninfo, **kwargs)
+            try:
+                params["password"] = source.get_token(ENTRA_SCOPE).token
+            except ClientAuthenticationError as exc:
+                raise DatabaseConfigurationError(
+                    f"no Microsoft Entra token for PostgreSQL: {type(exc).__name__}: {exc.message}",
+                    code="database_token_failed",
+                ) from None
+            return params
+
+    return EntraConnection
 
 
 def with_system_roots(url: str) -> str:

@@ -442,6 +442,22 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "DATABASE_AUTH",
+        "database_auth",
+        "how the app signs in to PostgreSQL: `password` (in the URLs, or none where the server "
+        "trusts the host), or `entra`: a Microsoft Entra token from the site's managed identity "
+        "for each new connection (the URLs then carry no password)",
+        choice("password", "entra"),
+        "password",
+    ),
+    Setting(
+        "DATABASE_OWNER_CLIENT_ID",
+        "database_owner_client_id",
+        "with `entra`: the client id of the user-assigned managed identity DATABASE_OWNER_URL's "
+        "role belongs to (none: the site's system-assigned identity)",
+        guid("the identity's Client ID (portal → Managed Identities → the identity → Overview)"),
+    ),
+    Setting(
         "SECRET_KEY",
         "secret_key",
         "signs the session cookie",
@@ -703,6 +719,8 @@ class Settings:
     storage_container: str
     database_url: str = field(repr=False)
     database_owner_url: str | None = field(repr=False)
+    database_auth: str
+    database_owner_client_id: str | None
     secret_key: str = field(repr=False)
     secret_key_fallbacks: tuple[str, ...] | None = field(repr=False)
     max_upload_bytes: int
@@ -724,6 +742,14 @@ class Settings:
             reader.problems.append(
                 " or ".join(f"{s.name} ({s.description})" for s in storage) + " is required"
             )
+        if values["database_auth"] == "entra":
+            for setting in SETTINGS:
+                if setting.field in ("database_url", "database_owner_url") and values[setting.field]:
+                    if urlsplit(values[setting.field]).password:
+                        reader.problems.append(
+                            f"{setting.name} must not hold a password with DATABASE_AUTH=entra: the "
+                            "password is a Microsoft Entra token taken for each connection"
+                        )
         if values["secret_key"] is None and reader.context.development:
             values["secret_key"] = os.urandom(32).hex()  # sessions end when the dev server restarts
         reader.done()

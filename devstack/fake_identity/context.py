@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from flask import current_app, request
 
 from .config import FakeConfig
+from .managed_identity_state import ManagedIdentities
 from .state import FakeState
 from .tokens import KeyRing
 
@@ -22,6 +23,8 @@ class FakeIdentity:
     state: FakeState
     # Salt of the pairwise `sub` values (per user, per app, per tenant) in External ID tokens.
     pairwise_salt: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # App Service's managed identity endpoint (IDENTITY_ENDPOINT), for the site's identities.
+    managed_identities: ManagedIdentities = field(default_factory=ManagedIdentities)
 
     @property
     def key(self) -> KeyRing:

@@ -27,6 +27,7 @@ from . import (
     external_id_authorize,
     external_id_token,
     graph,
+    managed_identity,
 )
 from .config import FakeConfig
 from .context import EXTENSION_KEY, FakeIdentity
@@ -56,7 +57,9 @@ def create_fake_app(config: FakeConfig) -> Flask:
     for user in config.users:
         state.add_user(**user)
     fake = FakeIdentity(config=config, state=state)
-    return _app(fake, control.bp, graph.bp, b2c.bp, b2c_authorize.bp, b2c_token.bp, entra.bp)
+    return _app(
+        fake, control.bp, graph.bp, b2c.bp, b2c_authorize.bp, b2c_token.bp, entra.bp, managed_identity.bp
+    )
 
 
 def create_external_id_app(fake: FakeIdentity) -> Flask:
