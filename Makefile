@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 .PHONY: dev test lint format deps system-packages clean bench
 
 dev: deps
-	$(PY) -m devstack
+	$(PY) -m devstack $(if $(FRESH),--fresh)
 
 test: deps system-packages
 	@$(PY) -m compileall -q -j 0 app devstack bench infra tests

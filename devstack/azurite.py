@@ -35,12 +35,15 @@ class Azurite(LocalService):
         node_modules: Path | None = None,
         log_dir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__(
             port=port, base_dir=log_dir, temp_prefix="photoshare-azurite-", start_timeout=start_timeout
         )
         self._node_modules = node_modules or PROJECT_ROOT / "node_modules"
         self._argv_head: list[str] = []
+        # Blobs kept on disk there (across starts), or in memory only.
+        self.data_dir = data_dir
 
     # -- what clients need -------------------------------------------------------------------
     @property
@@ -67,11 +70,13 @@ class Azurite(LocalService):
     def _launch(self) -> ManagedProcess:
         workspace = self.base_dir / "workspace"  # cwd: anything Azurite writes stays out of the repo
         workspace.mkdir(parents=True, exist_ok=True)
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             *self._argv_head,
             "--blobHost", LOOPBACK,
             "--blobPort", str(self.port),
-            "--inMemoryPersistence",
+            *(("--location", str(self.data_dir)) if self.data_dir else ("--inMemoryPersistence",)),
             "--skipApiVersionCheck",  # the SDK may be newer than the emulator
             "--disableProductStyleUrl",  # account from the path, never from the host name
             "--disableTelemetry",  # no network beyond loopback

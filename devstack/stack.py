@@ -7,6 +7,7 @@ the same classes; this module only wires them together.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -90,13 +91,24 @@ class LocalStack:
         fake_identity: bool = True,
         tls_dir: Path | None = None,
         platform: str = "b2c",
+        data_dir: Path | None = None,
     ) -> None:
+        """With `data_dir`, what users create is kept there across runs: PostgreSQL's cluster,
+        Azurite's blobs and the fake's accounts (`fake-identity.json`); without, it all goes
+        when the stack stops."""
         self.platform = platform
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="photoshare-devstack-"))
         self.base_dir.chmod(0o711)  # the postgres user must reach its data dir below
-        self.postgres = Postgres(base_dir=self.base_dir / "postgres")
-        self.azurite = Azurite(log_dir=self.base_dir / "azurite")
+        self.data_dir = data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o711)
+        kept = data_dir or self.base_dir
+        self.postgres = Postgres(base_dir=kept / "postgres")
+        self.azurite = Azurite(
+            log_dir=self.base_dir / "azurite", data_dir=data_dir / "azurite" if data_dir else None
+        )
         self.roles: RoleUrls | None = None
         self.fake: FakeIdentityServer | None = None
         self._want_fake = fake_identity
@@ -112,7 +124,7 @@ class LocalStack:
             if self._want_fake:
                 tls = load_or_make_tls(self._tls_dir) if self._tls_dir else make_tls(self.base_dir / "tls")
                 self.bundle_pem, self.ca_pem = tls.bundle_pem, tls.ca_pem
-                self.fake = FakeIdentityServer(FakeConfig.random(), tls=tls).start()
+                self.fake = FakeIdentityServer(self._fake_config(), tls=tls).start()
         except BaseException:
             self.stop()
             raise
@@ -137,12 +149,47 @@ class LocalStack:
         env.update(overrides)
         return env
 
+    @property
+    def _accounts_file(self) -> Path | None:
+        return self.data_dir / "fake-identity.json" if self.data_dir else None
+
+    def _fake_config(self) -> FakeConfig:
+        """The kept tenant and accounts, or a new random tenant."""
+        kept = self._accounts_file
+        if kept is not None and kept.exists():
+            return FakeConfig.from_json_file(kept)
+        return FakeConfig.random()
+
+    def _keep_accounts(self) -> None:
+        kept = self._accounts_file
+        if kept is None or self.fake is None:
+            return
+        users = [
+            {
+                "email": u.email,
+                "name": u.name,
+                "password": u.password,
+                "kind": u.kind,
+                "mail": u.mail,
+                "oid": u.oid,
+                "directory": u.directory,
+            }
+            for u in self.fake.fake.state.users()
+        ]
+        dataclasses.replace(self.fake.config, users=users).write_json(kept)
+        kept.chmod(0o600)  # the fake's passwords: test accounts, but still only the owner's
+
     def stop(self) -> None:
         if self.fake is not None:
+            self._keep_accounts()
             self.fake.stop()
             self.fake = None
-        self.azurite.destroy()
-        self.postgres.destroy()
+        if self.data_dir is not None:
+            self.azurite.stop()
+            self.postgres.stop()
+        else:
+            self.azurite.destroy()
+            self.postgres.destroy()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
