@@ -50,10 +50,12 @@ DOCTOR_HELP = (
 )
 DOCTOR_DESCRIPTION = """\
 Check the sign-in (B2C or External ID) and Microsoft Graph settings the app uses, in order,
-one line per check (✓ passed, ✗ failed with the fix, – skipped because an earlier one failed):
-  1. settings present and well-formed    4. the token's tenant (tid) and Graph roles
-  2. sign-in metadata and its issuer      5. Graph GET /users?$top=1 and a sample email
-  3. app-only token from that tenant      6. with --user: that user's email and its source
+one line per check (✓ passed, ! passed but needs action soon, ✗ failed with the fix,
+– skipped because an earlier one failed or a permission is not granted):
+  1. settings present and well-formed      5. Graph GET /users?$top=1 and a sample email
+  2. sign-in metadata and its issuer       6. the client secret's expiry: a warning within
+  3. app-only token from that tenant          30 days (needs Application.Read.All, optional)
+  4. the token's tenant (tid), Graph roles 7. with --user: that user's email and its source
 """
 DOCTOR_EPILOG = """\
 Settings come from these flags, else the environment, else .env; a flag sets the setting of
@@ -61,7 +63,7 @@ the IDENTITY_PLATFORM in force. The client secret (AZURE_AD_B2C_CLIENT_SECRET or
 EXTERNAL_ID_CLIENT_SECRET) is read only from the environment or .env, never from a flag, so it
 stays out of shell history and process lists; it is never printed.
 
-Exit status: 0 every check passed, 1 a check failed, 2 usage error.
+Exit status: 0 every check passed (warnings included), 1 a check failed, 2 usage error.
 """
 # The doctor's flags and the setting each overrides, per IDENTITY_PLATFORM; no flag for secrets.
 DOCTOR_FLAGS: dict[str, tuple[str, str, dict[str, str]]] = {

@@ -3,16 +3,18 @@
 The source article's mistake (the Graph token asked from the company's main tenant instead of
 the B2C directory) only surfaces when a user without an `emails` claim signs in. The doctor
 walks the app's own clients in order (`IdentityClient` for the user flows' metadata, `GraphClient`
-for the token and the users) and says for each step what is wrong and the fix, from the same
-catalogue the app logs from (app/identity_errors.py). Rendering: app/doctor_report.py;
-command-line arguments: app/cli.py.
+for the token, the users and the app's own client secret) and says for each step what is wrong
+and the fix, from the same catalogue the app logs from (app/identity_errors.py). Rendering:
+app/doctor_report.py; command-line arguments: app/cli.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import requests
@@ -20,12 +22,23 @@ from msal.exceptions import MsalServiceError
 
 from app.auth import IdentityClient, issuer_tenant
 from app.graph import GraphClient, GraphError, TokenError, pick_email_with_source
-from app.identity_errors import Diagnosis
+from app.identity_errors import Diagnosis, grant_permission
 from app.settings import EXTERNAL_DIRECTORY, SETTINGS, IdentitySettings, SettingsError, is_guid
 
 # What the doctor validates: the identity part of the settings contract, and APP_ENV.
 IDENTITY_SETTINGS = tuple(s.name for s in SETTINGS if s.section == "identity" or s.name == "APP_ENV")
 READ_USERS_ROLES = ("User.Read.All", "Directory.Read.All", "User.ReadWrite.All", "Directory.ReadWrite.All")
+# Reading the app's own application object takes Application.Read.All (least privileged) or a
+# broader one (learn.microsoft.com/graph/api/application-get); User.Read.All does not reach it.
+READ_APPLICATION_ROLE = "Application.Read.All"
+READ_APPLICATION_ROLES = (
+    READ_APPLICATION_ROLE,
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+)
+SECRET_WARNING = timedelta(days=30)  # a secret lapsing sooner than this is a warning
+NEVER = datetime.max.replace(tzinfo=UTC)  # the end of a secret without an endDateTime
 
 TITLES = {
     "settings": "settings",
@@ -33,6 +46,7 @@ TITLES = {
     "token": "app-only token",
     "token_claims": "token tenant and roles",
     "graph": "Graph users",
+    "secret_expiry": "client secret expiry",
     "user": "user email",
 }
 # The check each one builds on: when that failed (or was skipped), this one is skipped.
@@ -42,18 +56,21 @@ _NEEDS: dict[str, str | None] = {
     "token": "settings",
     "token_claims": "token",
     "graph": "token_claims",
+    "secret_expiry": "token",
     "user": "graph",
 }
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One line of the report; `ok` is None when the check was skipped."""
+    """One line of the report; `ok` is None when the check was skipped; `warning` marks a check
+    that passed but will fail unless acted on (its `fix` says how)."""
 
     name: str
     ok: bool | None
     detail: str
     fix: str = ""
+    warning: bool = False
 
     @classmethod
     def failed(cls, name: str, diagnosis: Diagnosis) -> CheckResult:
@@ -89,6 +106,7 @@ class Doctor:
             "token": self.check_token,
             "token_claims": self.check_token_claims,
             "graph": self.check_graph,
+            "secret_expiry": self.check_secret_expiry,
         }
         if self.user is not None:
             checks["user"] = self.check_user
@@ -278,6 +296,76 @@ class Doctor:
         )
 
     # 6 ----------------------------------------------------------------------------------------
+    def check_secret_expiry(self) -> CheckResult:
+        """When the configured client secret lapses, from the app's own application object.
+        Graph shows each secret's first three characters (`hint`), which tells the configured
+        one apart; neither the hint nor the secret is printed."""
+        s, graph = self._settings(), self._graph()
+        name = "secret_expiry"
+        not_granted = CheckResult(
+            name,
+            None,
+            "skipped: reading the secret's expiry needs the Graph application permission "
+            f"{READ_APPLICATION_ROLE} (optional; grant it and admin-consent it to have the doctor "
+            "watch the expiry)",
+            grant_permission(s.directory, s.client_id, READ_APPLICATION_ROLE),
+        )
+        if self.claims is not None and not set(self.claims.get("roles") or []) & set(READ_APPLICATION_ROLES):
+            return not_granted  # read from the token, as check 4 does: Graph would answer 403
+        try:
+            application = graph.get(
+                f"applications(appId='{quote(s.client_id, safe='')}')", {"$select": "passwordCredentials"}
+            )
+        except GraphError as exc:
+            if exc.code == "graph_forbidden":
+                return not_granted
+            if exc.status == 404:  # the app's object lives in another tenant (a multitenant app)
+                return CheckResult(
+                    name,
+                    None,
+                    f"skipped: the {s.directory.kind} holds no application object for the app, so Graph "
+                    "cannot show its secrets here",
+                )
+            return self._graph_failure(name, exc)
+        now = datetime.now(UTC)
+        credentials = [c for c in application.get("passwordCredentials") or [] if isinstance(c, dict)]
+        if not credentials:
+            return CheckResult(name, None, "skipped: Graph lists no client secrets for the app")
+        matching = [c for c in credentials if c.get("hint") and c["hint"] == s.client_secret[:3]]
+        # The token was just issued, so the configured secret has not lapsed: when the hint
+        # does not tell, the soonest of the secrets still valid is the one to watch.
+        candidates = matching or credentials
+        valid = [c for c in candidates if _credential_end(c) > now]
+        credential = min(valid or candidates, key=_credential_end)
+        which = "the configured secret" if matching else "the soonest-expiring secret (none matched)"
+        label = f"{which} {_credential_label(credential)}"
+        end = _credential_end(credential)
+        if end == NEVER:
+            return CheckResult(name, True, f"{label} has no end date")
+        when = f"{end:%Y-%m-%d %H:%M} UTC"
+        if end <= now:
+            expired = graph.diagnose("expired_secret")  # what check 3 says once a token request fails
+            return CheckResult(
+                name,
+                False,
+                f"{label} expired on {when}: token requests with it fail with AADSTS7000222",
+                expired.fix,
+            )
+        days = (end - now).days
+        if end - now <= SECRET_WARNING:
+            return CheckResult(
+                name,
+                True,
+                f"{label} expires on {when}, in {days} day{'' if days == 1 else 's'}",
+                "rotate it before then: if the Pulumi program created the app, set "
+                "photoshare:appSecretEndDate later and run `pulumi up`; otherwise create a new secret "
+                f"in {s.directory.portal} → {s.client_id} → Certificates & secrets, put its Value into "
+                f"{s.directory.secret_setting}, then delete the old one",
+                warning=True,
+            )
+        return CheckResult(name, True, f"{label} expires on {when}, in {days} days")
+
+    # 7 ----------------------------------------------------------------------------------------
     def check_user(self) -> CheckResult:
         oid = self.user or ""
         try:
@@ -352,6 +440,23 @@ def mask_email(email: str) -> str:
     if not at:
         return "…"
     return f"{local[:1]}…@{domain}"
+
+
+def _credential_end(credential: Mapping[str, Any]) -> datetime:
+    """A passwordCredential's endDateTime (ISO 8601, UTC); NEVER when it has none."""
+    end = credential.get("endDateTime")
+    try:
+        return datetime.fromisoformat(str(end)).astimezone(UTC) if end else NEVER
+    except ValueError:
+        return NEVER
+
+
+def _credential_label(credential: Mapping[str, Any]) -> str:
+    """`"photoshare" (key 1a2b3c4d)`: the display name and the start of the keyId, which the
+    portal's Certificates & secrets lists as Secret ID; never the hint."""
+    key = f"key {str(credential.get('keyId') or '?')[:8]}"
+    display = credential.get("displayName")
+    return f"{display!r} ({key})" if display else f"({key})"
 
 
 def _jwt_claims(token: str) -> dict[str, Any] | None:

@@ -127,9 +127,16 @@ AADSTS = {
 
 GRANT_PERMISSION = (
     "in {portal} → {client_id} → API permissions → Add a permission → Microsoft Graph → "
-    "Application permissions → User.Read.All, then 'Grant admin consent' (an admin of the {kind} "
+    "Application permissions → {permission}, then 'Grant admin consent' (an admin of the {kind} "
     "must consent)"
 )
+
+
+def grant_permission(directory: Directory, client_id: str, permission: str = "User.Read.All") -> str:
+    """How to grant the app a Graph application permission, in the directory's portal."""
+    return GRANT_PERMISSION.format(
+        portal=directory.portal, client_id=client_id, permission=permission, kind=directory.kind
+    )
 
 
 def set_tenant(directory: Directory, known: str | None = None) -> str:
@@ -155,7 +162,7 @@ def diagnose(code: str, directory: Directory, *, known_tenant: str | None = None
         "set_tenant": set_tenant(directory, known_tenant),
         **facts,
     }
-    names["grant_permission"] = GRANT_PERMISSION.format_map(_Blank(names))
+    names["grant_permission"] = GRANT_PERMISSION.format_map(_Blank({"permission": "User.Read.All", **names}))
     template = _Blank(names)
     return Diagnosis(
         code if code in CATALOGUE else "token_error",

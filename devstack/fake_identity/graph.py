@@ -1,15 +1,19 @@
-"""Microsoft Graph v1.0 `users`, as B2C directories and External ID external tenants expose them.
+"""Microsoft Graph v1.0 `users` and the app's own `applications(appId=…)`, as B2C directories and
+External ID external tenants expose them.
 
 The shapes are the point of the source article: a B2C local account has `mail: null` and its
 address in `identities[signInType=emailAddress].issuerAssignedId`; a social account has it in
 `otherMails`. External ID adds the email one-time passcode account (a `federated` identity whose
 issuer is `mail`). Only an app-only token from the B2C or the external tenant with a
-directory-read role gets in, and it sees that tenant's users only.
+directory-read role gets in, and it sees that tenant's users only; its app registration (with
+the client secret's dates) takes Application.Read.All or a directory-read role.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -24,6 +28,20 @@ from .tokens import GRAPH_AUDIENCES
 bp = Blueprint("fake_graph", __name__)
 
 READ_ROLES = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+# Application permissions that read an application object (learn.microsoft.com/graph/api/
+# application-get). Application.ReadWrite.OwnedBy is left out: it reaches only the apps the app
+# owns, and an app registration is not its own owner.
+APPLICATION_READ_ROLES = {
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+}
+# The application properties the fake knows; also its projection without $select.
+APPLICATION_PROPERTIES = ("id", "appId", "displayName", "keyCredentials", "passwordCredentials")
+_APPLICATION_BY_LOWER = {p.lower(): p for p in APPLICATION_PROPERTIES}
+# The display name the Pulumi program gives the client secret it creates (infra/app_registration.py).
+SECRET_DISPLAY_NAME = "photoshare sign-in and app-only Graph token"
 # Returned when no $select is given (Graph v1.0's default user projection).
 DEFAULT_PROPERTIES = (
     "businessPhones",
@@ -92,9 +110,9 @@ def _token_claims(fake: FakeIdentity, token: str) -> dict[str, Any]:
         raise _unauthenticated("Access token validation failure.") from exc
 
 
-def _before_each(fake: FakeIdentity) -> str:
-    """Count the call, apply scheduled failures, then authenticate and authorize it; returns the
-    directory (`b2c` or `external`) of the token's tenant."""
+def _before_each(fake: FakeIdentity, roles: set[str] = READ_ROLES) -> str:
+    """Count the call, apply scheduled failures, then authenticate it and authorize it for one of
+    `roles`; returns the directory (`b2c` or `external`) of the token's tenant."""
     fake.state.count("graph")
     failure = fake.state.take_graph_failure()
     if failure is not None:
@@ -117,7 +135,7 @@ def _before_each(fake: FakeIdentity) -> str:
     directory = fake.directory_of(claims["tid"])
     if directory is None:
         raise _unauthenticated("Access token validation failure. Invalid issuer.")
-    if not READ_ROLES & set(claims.get("roles") or []):
+    if not roles & set(claims.get("roles") or []):
         raise Rejected(
             graph_error(
                 403,
@@ -128,20 +146,20 @@ def _before_each(fake: FakeIdentity) -> str:
     return directory
 
 
-def _selected() -> list[str] | None:
+def _selected(known: dict[str, str] = _BY_LOWER, entity: str = "user") -> list[str] | None:
     """Parse `$select` (or `select`, which v1.0 also accepts); unknown names are a 400."""
     raw = request.args.get("$select", request.args.get("select"))
     if raw is None:
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
     for name in names:
-        if name.lower() not in _BY_LOWER:
+        if name.lower() not in known:
             raise Rejected(
                 graph_error(
                     400,
                     "BadRequest",
                     "Parsing OData Select and Expand failed: Could not find a property named "
-                    f"'{name}' on type 'microsoft.graph.user'.",
+                    f"'{name}' on type 'microsoft.graph.{entity}'.",
                 )
             )
     return names
@@ -271,4 +289,59 @@ def list_users() -> Response:
             query += f"&$select={','.join(selected)}"
         body["@odata.nextLink"] = f"{base_url()}/v1.0/users?{query}"
     body["value"] = [_project(graph_user(u, fake.config), selected) for u in page]
+    return jsonify(body)
+
+
+def _graph_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def graph_application(fake: FakeIdentity, directory: str) -> dict[str, Any]:
+    """The directory's app registration as Graph's application resource: one password
+    credential, whose `hint` is the secret's first three characters (learn.microsoft.com/graph/
+    api/resources/passwordcredential) and whose dates follow the secret knobs."""
+    cfg = fake.config
+    if directory == "external":
+        client_id, secret = cfg.external_client_id, cfg.external_client_secret
+    else:
+        client_id, secret = cfg.client_id, cfg.client_secret
+    start, end = fake.state.secret_lifetime()
+    return {
+        # Stable per registration: the object id and the secret's keyId are GUIDs of their own.
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"application:{client_id}")),
+        "appId": client_id,
+        "displayName": "photoshare",
+        "keyCredentials": [],
+        "passwordCredentials": [
+            {
+                "customKeyIdentifier": None,
+                "displayName": SECRET_DISPLAY_NAME,
+                "endDateTime": _graph_time(end),
+                "hint": secret[:3],
+                "keyId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"password:{client_id}")),
+                "secretText": None,
+                "startDateTime": _graph_time(start),
+            }
+        ],
+    }
+
+
+@bp.get("/v1.0/applications(appId='<app_id>')")
+def get_application(app_id: str) -> Response:
+    """The token's own tenant's registration only: another tenant's app id is Graph's 404."""
+    fake = current()
+    directory = _before_each(fake, APPLICATION_READ_ROLES)
+    selected = _selected(_APPLICATION_BY_LOWER, "application")
+    application = graph_application(fake, directory)
+    if app_id.lower() != application["appId"]:
+        return graph_error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{app_id}' does not exist or one of its queried reference-property objects "
+            "are not present.",
+        )
+    names = selected or list(APPLICATION_PROPERTIES)
+    projection = f"({','.join(selected)})" if selected else ""
+    body: dict[str, Any] = {"@odata.context": f"{base_url()}/v1.0/$metadata#applications{projection}/$entity"}
+    body.update({name: application[_APPLICATION_BY_LOWER[name.lower()]] for name in names})
     return jsonify(body)

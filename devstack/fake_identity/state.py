@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +59,9 @@ COUNTER_NAMES = (
     "external_logout",
 )
 DEFAULT_ROLES = ["User.Read.All"]
+# A client secret made in the portal defaults to 180 days (Entra admin center → App
+# registrations → Certificates & secrets → New client secret, "Recommended: 180 days").
+DEFAULT_SECRET_DAYS = 180
 AUTH_CODE_LIFETIME = 600
 PASSCODE_LIFETIME = 600
 PASSCODE_ATTEMPTS = 3
@@ -162,6 +165,7 @@ def _default_knobs(email_claim: bool = False) -> dict[str, Any]:
         "next_id_token": None,
         "email_claim": email_claim,
         "opaque_access_token": False,
+        "secret_end_date_time": None,
         # Actions rather than settings: applied when set, then read back as false.
         "rotate_signing_key": False,
         "retire_old_signing_keys": False,
@@ -193,6 +197,9 @@ class FakeState:
         self._email_claim_default = email_claim
         self._knobs = _default_knobs(email_claim)
         self._counters: Counter[str] = Counter({name: 0 for name in COUNTER_NAMES})
+        # Both registrations' client secrets were created when the server started.
+        self._secret_created = datetime.now(UTC).replace(microsecond=0)
+        self._secret_expired_at: datetime | None = None
         self.register_redirect_uris(redirect_uris or [])
 
     # --- app registrations -----------------------------------------------------------------
@@ -215,6 +222,17 @@ class FakeState:
             return False
         with self._lock:
             return not self._redirect_uris or uri in self._redirect_uris
+
+    def secret_lifetime(self) -> tuple[datetime, datetime]:
+        """(startDateTime, endDateTime) of the registrations' client secret: the
+        `secret_end_date_time` knob or DEFAULT_SECRET_DAYS after start; with `secret_expired`,
+        the moment that knob was set, as the token endpoints then refuse the secret."""
+        with self._lock:
+            start = self._secret_created
+            if self._knobs["secret_expired"] and self._secret_expired_at is not None:
+                return start, self._secret_expired_at
+            end = self._knobs["secret_end_date_time"]
+            return start, _parse_time(end) if end else start + timedelta(days=DEFAULT_SECRET_DAYS)
 
     # --- opaque access tokens --------------------------------------------------------------
     def issue_opaque_token(self, claims: dict[str, Any]) -> str:
@@ -362,6 +380,8 @@ class FakeState:
         """Validate every change first, then apply them all, so a bad request changes nothing."""
         validated = {key: _validate_knob(key, value) for key, value in changes.items()}
         with self._lock:
+            if validated.get("secret_expired") and not self._knobs["secret_expired"]:
+                self._secret_expired_at = datetime.now(UTC).replace(microsecond=0)
             self._knobs.update({k: v for k, v in validated.items() if k not in KEY_ACTIONS})
             if validated.get("rotate_signing_key"):
                 self.keys.rotate()
@@ -432,6 +452,8 @@ def _validate_knob(key: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
             raise StateError("roles must be a list of strings, e.g. ['User.Read.All']")
         return list(value)
+    if key == "secret_end_date_time":
+        return _future_time(key, value)
     if key == "next_id_token":
         if value is not None and value not in ID_TOKEN_DEFECTS:
             raise StateError(f"next_id_token must be one of {list(ID_TOKEN_DEFECTS)} or null")
@@ -458,6 +480,26 @@ def _failure_plan(
     if retry or "retry_after" in value:
         plan["retry_after"] = _non_negative_int(f"{key}.retry_after", value.get("retry_after", 1))
     return plan if plan["count"] > 0 else None
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _future_time(key: str, value: Any) -> str | None:
+    """An RFC 3339 time with a zone, still ahead (a lapsed secret is `secret_expired`, which the
+    token endpoints honour), normalized to Graph's `…Z` form; null for the default."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise StateError(f"{key} must be an RFC 3339 time with a zone, e.g. 2030-01-01T00:00:00Z, or null")
+    if moment <= datetime.now(UTC):
+        raise StateError(f"{key} must lie ahead; for a lapsed secret set secret_expired: true")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _non_negative_int(name: str, value: Any) -> int:

@@ -1,11 +1,13 @@
 """Graph v1.0 users with an app-only token: B2C shapes ($select, null mail, identities,
-otherMails), Graph's error bodies, and the throttling/failure knobs."""
+otherMails), Graph's error bodies, and the throttling/failure knobs; the app's own application
+object and its client secret's dates."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -13,7 +15,7 @@ import requests
 
 from devstack.fake_identity import FakeIdentityClient, FakeIdentityServer
 from devstack.fake_identity.tokens import app_only_access_token_claims
-from tests.fake.helpers import User, graph_token
+from tests.fake.helpers import GRAPH_SCOPE, User, entra_app, graph_token
 
 SELECT = "mail,otherMails,identities"
 
@@ -339,3 +341,138 @@ def test_opaque_access_tokens_are_served_and_honoured(
     if status == 403:
         assert response.json()["error"]["code"] == "Authorization_RequestDenied"
     assert get_user(fake, opaque + "x", user.oid).status_code == 401
+
+
+# --- the app's own application object: its client secret's dates --------------------------------
+
+APPLICATION_ROLES = ["User.Read.All", "Application.Read.All"]
+CREDENTIAL_FIELDS = {
+    "customKeyIdentifier",
+    "displayName",
+    "endDateTime",
+    "hint",
+    "keyId",
+    "secretText",
+    "startDateTime",
+}
+
+
+def get_application(
+    fake: FakeIdentityServer, token: str, app_id: str, select: str | None = "passwordCredentials"
+) -> requests.Response:
+    return requests.get(
+        f"{fake.base_url}/v1.0/applications(appId='{app_id}')",
+        params={"$select": select} if select else None,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def _registration(fake: FakeIdentityServer, directory: str) -> tuple[str, str]:
+    cfg = fake.config
+    if directory == "external":
+        return cfg.external_client_id, cfg.external_client_secret
+    return cfg.client_id, cfg.client_secret
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@pytest.mark.parametrize("directory", ["b2c", "external"])
+def test_application_password_credentials_shape(
+    fake: FakeIdentityServer, control: FakeIdentityClient, directory: str
+) -> None:
+    control.set_knobs(roles=APPLICATION_ROLES)
+    client_id, secret = _registration(fake, directory)
+    response = get_application(fake, graph_token(fake, directory), client_id)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert list(body) == ["@odata.context", "passwordCredentials"]
+    assert body["@odata.context"] == (
+        f"{fake.base_url}/v1.0/$metadata#applications(passwordCredentials)/$entity"
+    )
+    (credential,) = body["passwordCredentials"]
+    assert set(credential) == CREDENTIAL_FIELDS
+    assert credential["hint"] == secret[:3]  # Graph's hint: the secret's first three characters
+    assert credential["secretText"] is None and credential["customKeyIdentifier"] is None
+    assert str(uuid.UUID(credential["keyId"])) == credential["keyId"]
+    start, end = _time(credential["startDateTime"]), _time(credential["endDateTime"])
+    assert credential["endDateTime"].endswith("Z")
+    assert start <= datetime.now(UTC) and end - start == timedelta(days=180)
+
+
+def test_application_without_select_and_unknown_property(
+    fake: FakeIdentityServer, control: FakeIdentityClient
+) -> None:
+    control.set_knobs(roles=APPLICATION_ROLES)
+    token = graph_token(fake)
+    body = get_application(fake, token, fake.config.client_id, select=None).json()
+    assert body["appId"] == fake.config.client_id and body["id"] != body["appId"]
+    assert body["keyCredentials"] == [] and len(body["passwordCredentials"]) == 1
+    assert body["@odata.context"].endswith("#applications/$entity")
+    response = get_application(fake, token, fake.config.client_id, select="passwordCredentials,nope")
+    assert response.status_code == 400
+    assert "'nope' on type 'microsoft.graph.application'" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("roles", "status"),
+    [
+        (["User.Read.All"], 403),  # reading users does not reach application objects
+        ([], 403),
+        (["Application.ReadWrite.OwnedBy"], 403),  # an app does not own its own registration
+        (["Application.Read.All"], 200),
+        (["Directory.Read.All"], 200),
+    ],
+)
+def test_application_needs_application_read_all(
+    fake: FakeIdentityServer, control: FakeIdentityClient, roles: list[str], status: int
+) -> None:
+    control.set_knobs(roles=roles)
+    response = get_application(fake, graph_token(fake), fake.config.client_id)
+    assert response.status_code == status
+    if status == 403:
+        error = response.json()["error"]
+        assert error["code"] == "Authorization_RequestDenied"
+        assert error["message"] == "Insufficient privileges to complete the operation."
+
+
+def test_another_tenants_application_is_404(fake: FakeIdentityServer, control: FakeIdentityClient) -> None:
+    """An application object lives in its own tenant only: the B2C directory's token finds no
+    external app, and the reverse, as Graph answers an unknown appId."""
+    control.set_knobs(roles=APPLICATION_ROLES)
+    cfg = fake.config
+    for directory, other in (("b2c", cfg.external_client_id), ("external", cfg.client_id)):
+        response = get_application(fake, graph_token(fake, directory), other)
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert error["code"] == "Request_ResourceNotFound"
+        assert error["message"] == (
+            f"Resource '{other}' does not exist or one of its queried reference-property objects "
+            "are not present."
+        )
+
+
+def test_secret_knobs_set_the_end_date(fake: FakeIdentityServer, control: FakeIdentityClient) -> None:
+    control.set_knobs(roles=APPLICATION_ROLES)
+    token = graph_token(fake)
+    soon = (datetime.now(UTC) + timedelta(days=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    control.set_knobs(secret_end_date_time=soon)
+    (credential,) = get_application(fake, token, fake.config.client_id).json()["passwordCredentials"]
+    assert credential["endDateTime"] == soon
+
+    control.set_knobs(secret_expired=True)  # the token endpoints refuse it from now on
+    (credential,) = get_application(fake, token, fake.config.client_id).json()["passwordCredentials"]
+    assert _time(credential["endDateTime"]) <= datetime.now(UTC)
+    assert "access_token" not in entra_app(fake, fake.config.b2c_tenant_id).acquire_token_for_client(
+        GRAPH_SCOPE
+    )
+
+
+@pytest.mark.parametrize("value", ["2020-01-01T00:00:00Z", "2099-01-01T00:00:00", "next week", 5], ids=str)
+def test_secret_end_date_time_must_be_a_future_time_with_a_zone(
+    fake: FakeIdentityServer, value: object
+) -> None:
+    response = requests.post(f"{fake.base_url}/_fake/knobs", json={"secret_end_date_time": value})
+    assert response.status_code == 400
+    assert "secret_end_date_time" in response.json()["error"]

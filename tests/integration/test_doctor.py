@@ -14,13 +14,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devstack.fake_identity.client import FakeIdentityClient
 from tests.conftest import PLATFORMS, Platform
 
-CHECKS = ["settings", "user_flows", "token", "token_claims", "graph"]
+CHECKS = ["settings", "user_flows", "token", "token_claims", "graph", "secret_expiry"]
+# What the app needs (User.Read.All) plus what lets the doctor read its secret's expiry.
+WATCHING_ROLES = ["User.Read.All", "Application.Read.All"]
+NOT_GRANTED = (
+    "skipped: reading the secret's expiry needs the Graph application permission Application.Read.All "
+    "(optional; grant it and admin-consent it to have the doctor watch the expiry)"
+)
 both = pytest.mark.parametrize("platform", PLATFORMS, indirect=True)
 external_id = pytest.mark.parametrize("platform", ["external_id"], indirect=True)
 
@@ -42,8 +49,8 @@ def run_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """The check lines (`✓ 1. …`), without their detail and fix lines."""
-    return [line for line in result.stdout.splitlines() if line[:1] in "✓✗–"]
+    """The check lines (`✓ 1. …`, `! 6. …`), without their detail and fix lines."""
+    return [line for line in result.stdout.splitlines() if line[:1] in "✓!✗–"]
 
 
 @pytest.fixture
@@ -68,16 +75,25 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def secret_line(result: subprocess.CompletedProcess[str]) -> str:
+    return next(line for line in lines(result) if "client secret expiry" in line)
+
+
+def in_days(days: float) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @both
-def test_all_green(doctor_env, make_user: Callable[..., dict], platform: Platform):
+def test_all_green(doctor_env, fake: FakeIdentityClient, make_user: Callable[..., dict], platform: Platform):
     make_user("local")
+    fake.set_knobs(roles=WATCHING_ROLES)
     result = run_doctor(doctor_env)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = lines(result)
-    assert [line[:4] for line in checks] == ["✓ 1.", "✓ 2.", "✓ 3.", "✓ 4.", "✓ 5."]
+    assert [line[:4] for line in checks] == ["✓ 1.", "✓ 2.", "✓ 3.", "✓ 4.", "✓ 5.", "✓ 6."]
     tenant = platform.tenant_id
     assert f"the issuer names tenant {tenant}" in checks[1]
-    assert f"tid {tenant} is the {platform.directory.kind}; roles: User.Read.All" in checks[3]
+    assert f"tid {tenant} is the {platform.directory.kind}; roles: {', '.join(WATCHING_ROLES)}" in checks[3]
     assert "/v1.0/users?$top=1 answered; sample user " in checks[4]
     assert "fix:" not in result.stdout
     assert result.stdout.splitlines()[-1] == "photoshare doctor: all checks passed"
@@ -121,6 +137,7 @@ def test_wrong_tenant_names_the_main_directory_mix_up(doctor_env, fake: FakeIden
     assert f"fix: set AZURE_AD_B2C_TENANT_ID={b2c}, the B2C directory's id" in result.stdout
     assert checks[3] == "– 4. token tenant and roles: skipped: check 'app-only token' failed"
     assert checks[4].startswith("– 5. Graph users: skipped")
+    assert checks[5] == "– 6. client secret expiry: skipped: check 'app-only token' failed"
     assert fake.counters()["graph"] == 0
 
 
@@ -156,6 +173,8 @@ def test_expired_secret(doctor_env, fake: FakeIdentityClient, platform: Platform
         f"✗ 3. app-only token: AADSTS7000222: {variable} of app {platform.client_id} has expired"
     )
     assert f"fix: create a new client secret in {platform.directory.portal}" in result.stdout
+    # Check 6 says no more than check 3 did: the expiry is read with a token, and none came.
+    assert lines(result)[5] == "– 6. client secret expiry: skipped: check 'app-only token' failed"
 
 
 def test_token_endpoint_down(doctor_env, fake: FakeIdentityClient):
@@ -183,7 +202,8 @@ def test_missing_graph_permission(doctor_env, fake: FakeIdentityClient, platform
     ) in result.stdout
     assert "'Grant admin consent'" in result.stdout
     assert checks[4].startswith("– 5.")
-    assert fake.counters()["graph"] == 0  # the permission is read from the token, not from a 403
+    assert checks[5] == f"– 6. client secret expiry: {NOT_GRANTED}"
+    assert fake.counters()["graph"] == 0  # the permissions are read from the token, not from a 403
 
 
 def test_unreachable_authority_fails_fast(doctor_env, fake: FakeIdentityClient, closed_port):
@@ -245,7 +265,7 @@ def test_malformed_settings_are_check_one_and_nothing_is_called(doctor_env, fake
         "     - AZURE_AD_B2C_TENANT_ID must be a GUID: the B2C directory's tenant id (Azure portal → switch "
         "to the B2C tenant → Overview → Tenant ID), got 'contoso'"
     ) in out
-    assert [line[:4] for line in lines(result)] == ["✗ 1.", "– 2.", "– 3.", "– 4.", "– 5."]
+    assert [line[:4] for line in lines(result)] == ["✗ 1.", "– 2.", "– 3.", "– 4.", "– 5.", "– 6."]
     assert sum(fake.counters().values()) == 0
 
 
@@ -280,7 +300,7 @@ def test_user_email_and_its_source(doctor_env, make_user, kind, extra, source):
     result = run_doctor(doctor_env, "--user", user["oid"])
     assert result.returncode == 0, result.stdout
     email = extra.get("mail", user["email"])
-    assert lines(result)[5] == f"✓ 6. user email: user {user['oid']} → {email} (from {source})"
+    assert lines(result)[6] == f"✓ 7. user email: user {user['oid']} → {email} (from {source})"
 
 
 @both
@@ -288,16 +308,18 @@ def test_unknown_user(doctor_env, platform: Platform):
     oid = str(uuid.uuid4())
     result = run_doctor(doctor_env, "--user", oid)
     assert result.returncode == 1
-    assert lines(result)[5] == f"✗ 6. user email: user {oid} does not exist in the {platform.directory.kind}"
+    assert lines(result)[6] == f"✗ 7. user email: user {oid} does not exist in the {platform.directory.kind}"
 
 
 @both
-def test_json_output(doctor_env, identity, platform: Platform):
+def test_json_output(doctor_env, fake: FakeIdentityClient, identity, platform: Platform):
+    fake.set_knobs(roles=WATCHING_ROLES)
     green = run_doctor(doctor_env, "--json")
     assert green.returncode == 0
     results = json.loads(green.stdout)
     assert [r["name"] for r in results] == CHECKS
-    assert all(set(r) == {"name", "ok", "detail", "fix"} and r["ok"] is True for r in results)
+    assert all(set(r) == {"name", "ok", "detail", "fix", "warning"} for r in results)
+    assert all(r["ok"] is True and r["warning"] is False for r in results)
 
     main, variable = identity.config.main_tenant_id, platform.directory.tenant_id_setting
     wrong_env = {**doctor_env, variable: main}
@@ -306,7 +328,7 @@ def test_json_output(doctor_env, identity, platform: Platform):
     wrong = run_doctor(wrong_env, "--json")
     assert wrong.returncode == 1
     by_name = {r["name"]: r for r in json.loads(wrong.stdout)}
-    assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None]
+    assert [by_name[n]["ok"] for n in CHECKS] == [True, False, False, None, None, None]
     assert by_name["token"]["detail"].startswith("AADSTS700016: the app ")
     assert by_name["token"]["fix"].startswith(f"set {variable}={platform.tenant_id}")
 
@@ -324,7 +346,8 @@ def test_opaque_access_token_is_judged_by_graph(doctor_env, fake: FakeIdentityCl
         f"reading the {platform.directory.kind}'s users"
     )
     assert checks[4].startswith("✓ 5. Graph users: ")
-    assert fake.counters()["graph"] == 1  # checks 4 and 5 share one call
+    assert checks[5] == f"– 6. client secret expiry: {NOT_GRANTED}"  # Graph's 403, not the token
+    assert fake.counters()["graph"] == 2  # checks 4 and 5 share one call; 6 reads the app's secrets
 
 
 @both
@@ -358,3 +381,84 @@ def test_sample_users_email_is_masked_in_text_and_json(
         assert re.search(r"sample user [0-9a-f-]{36} → .…@[\w.-]+ \(from \w+", shown), shown
     for email in emails:
         assert email not in text.stdout and email not in as_json.stdout
+
+
+# --- check 6: the client secret's expiry -----------------------------------------------------------
+
+
+@both
+def test_secret_with_plenty_of_time_is_ok(doctor_env, fake: FakeIdentityClient, platform: Platform):
+    """The fake's secret lapses 180 days after it starts, as a portal-made secret by default."""
+    fake.set_knobs(roles=WATCHING_ROLES)
+    text, as_json = run_doctor(doctor_env), run_doctor(doctor_env, "--json")
+    assert text.returncode == 0 and as_json.returncode == 0
+    line = secret_line(text)
+    assert re.fullmatch(
+        r"✓ 6\. client secret expiry: the configured secret 'photoshare sign-in and app-only Graph "
+        r"token' \(key [0-9a-f]{8}\) expires on \d{4}-\d\d-\d\d \d\d:\d\d UTC, in 1(79|80) days",
+        line,
+    ), line
+    result = {r["name"]: r for r in json.loads(as_json.stdout)}["secret_expiry"]
+    assert result == {
+        "name": "secret_expiry",
+        "ok": True,
+        "detail": line[len("✓ 6. client secret expiry: ") :],
+        "fix": "",
+        "warning": False,
+    }
+    # Graph's hint is the secret's first three characters: it is never printed either.
+    hint = platform.client_secret[:3]
+    assert f"'{hint}" not in text.stdout and f"{hint}…" not in text.stdout
+
+
+@both
+def test_secret_lapsing_within_30_days_is_a_warning(doctor_env, fake: FakeIdentityClient, platform: Platform):
+    end = in_days(12.5)
+    fake.set_knobs(roles=WATCHING_ROLES, secret_end_date_time=end)
+    text, as_json = run_doctor(doctor_env), run_doctor(doctor_env, "--json")
+    assert text.returncode == 0 and as_json.returncode == 0  # a warning does not fail CI
+    when = f"{datetime.fromisoformat(end):%Y-%m-%d %H:%M} UTC"
+    line = secret_line(text)
+    assert re.fullmatch(
+        r"! 6\. client secret expiry: the configured secret 'photoshare sign-in and app-only Graph "
+        rf"token' \(key [0-9a-f]{{8}}\) expires on {when}, in 12 days",
+        line,
+    ), line
+    fix = (
+        "rotate it before then: if the Pulumi program created the app, set photoshare:appSecretEndDate "
+        "later and run `pulumi up`; otherwise create a new secret in "
+        f"{platform.directory.portal} → {platform.client_id} → Certificates & secrets, put its Value "
+        f"into {platform.directory.secret_setting}, then delete the old one"
+    )
+    assert f"     fix: {fix}" in text.stdout.splitlines()
+    assert text.stdout.splitlines()[-1] == "photoshare doctor: all checks passed, 1 warning"
+    result = {r["name"]: r for r in json.loads(as_json.stdout)}["secret_expiry"]
+    assert result["ok"] is True and result["warning"] is True
+    assert result["detail"] == line[len("! 6. client secret expiry: ") :] and result["fix"] == fix
+
+
+@pytest.mark.parametrize("opaque", [False, True], ids=["from the token", "graph 403"])
+def test_secret_expiry_without_application_read_all_is_skipped(
+    doctor_env, fake: FakeIdentityClient, platform: Platform, opaque: bool
+):
+    """The default grant (User.Read.All, as the Pulumi program gives) cannot read the app's own
+    object: not a failure, and the permission is named. A JWT tells without asking Graph."""
+    fake.set_knobs(opaque_access_token=opaque)
+    text, as_json = run_doctor(doctor_env), run_doctor(doctor_env, "--json")
+    assert text.returncode == 0 and as_json.returncode == 0
+    assert secret_line(text) == f"– 6. client secret expiry: {NOT_GRANTED}"
+    enable = (
+        f"in {platform.directory.portal} → {platform.client_id} → API permissions → Add a permission → "
+        "Microsoft Graph → Application permissions → Application.Read.All, then 'Grant admin consent' "
+        f"(an admin of the {platform.directory.kind} must consent)"
+    )
+    assert f"     to enable: {enable}" in text.stdout.splitlines()
+    assert text.stdout.splitlines()[-1] == "photoshare doctor: all checks passed"
+    result = {r["name"]: r for r in json.loads(as_json.stdout)}["secret_expiry"]
+    assert result == {
+        "name": "secret_expiry",
+        "ok": None,
+        "detail": NOT_GRANTED,
+        "fix": enable,
+        "warning": False,
+    }

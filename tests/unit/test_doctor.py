@@ -38,7 +38,7 @@ def test_settings_check_ignores_database_storage_and_secret_key():
 
 def test_settings_problems_fail_check_one_and_skip_the_rest():
     results = Doctor(environ={**GOOD, "AZURE_AD_B2C_CLIENT_ID": "my-app", "GRAPH_ENDPOINT": "http://g"}).run()
-    assert [r.ok for r in results] == [False, None, None, None, None]
+    assert [r.ok for r in results] == [False, None, None, None, None, None]
     assert results[0].detail.splitlines() == [
         "AZURE_AD_B2C_CLIENT_ID must be a GUID: the app registration's Application (client) ID, got 'my-app'",
         "GRAPH_ENDPOINT must use https outside development, got 'http://g'",
@@ -47,8 +47,9 @@ def test_settings_problems_fail_check_one_and_skip_the_rest():
 
 
 def test_user_check_is_listed_only_when_asked():
-    """With `--user` the user's email is the last check; without it the report stops at Graph."""
-    base = ["settings", "user_flows", "token", "token_claims", "graph"]
+    """With `--user` the user's email is the last check; without it the report stops at the
+    client secret's expiry."""
+    base = ["settings", "user_flows", "token", "token_claims", "graph", "secret_expiry"]
     assert [r.name for r in Doctor(environ={}, user=str(uuid.uuid4())).run()] == [*base, "user"]
     assert [r.name for r in Doctor(environ={}).run()] == base
 
