@@ -101,6 +101,17 @@ _POSTGRES_TIERS = {"B": "Burstable", "D": "GeneralPurpose", "E": "MemoryOptimize
 _POSTGRES_SKU = re.compile(r"^Standard_([BDE])\w+$")
 # Free and Shared plans have no always-on and no VNet integration.
 _APP_SERVICE_SKU = re.compile(r"^(B[1-3]|S[1-3]|P[0-3]v[2-4]|P[1-5]mv[34]|I[1-6]v2)$")
+# The most instances a plan of each tier runs, from the "Scale out (maximum instances)" row of
+# App Service's limits (MicrosoftDocs/azure-docs includes/azure-websites-limits.md, shown in
+# articles/azure-resource-manager/management/azure-subscription-service-limits.md): Basic 3,
+# Standard 10, Premium 30 "for v2 and v3" (v4 and the memory-optimized sizes taken as v3's).
+# Isolated plans run only in an App Service Environment, which this program does not create.
+_APP_SERVICE_MAX_INSTANCES = (
+    (re.compile(r"^B[1-3]$"), "Basic", 3),
+    (re.compile(r"^S[1-3]$"), "Standard", 10),
+    (re.compile(r"^P[0-3]v[2-4]$|^P[1-5]mv[34]$"), "Premium", 30),
+)
+ENVIRONMENTS = ("development", "production")
 # Firewall ranges wider than this are not "narrow"; use dbNetwork=vnet instead.
 _MAX_FIREWALL_ADDRESSES = 256
 
@@ -184,6 +195,7 @@ class StackConfig:
 
     project: str
     stack: str
+    environment: Literal["development", "production"]
     location: str
     owner: str | None
     database: DatabaseConfig
@@ -216,6 +228,10 @@ class StackConfig:
         return self.identity.platform
 
     @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
     def tags(self) -> dict[str, str]:
         tags = {"project": self.project, "stack": self.stack}
         if self.owner:
@@ -241,7 +257,7 @@ class _Reader:
             self.problems.append(f"{self.key(name)} is required: {required}")
         return default
 
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+    def integer(self, name: str, default: int, *, low: int, high: int, why: str = "") -> int:
         raw = self.config.get(name)
         if raw is None or raw == "":
             return default
@@ -251,7 +267,7 @@ class _Reader:
             self.problems.append(f"{self.key(name)} must be a whole number, got {raw!r}")
             return default
         if not low <= value <= high:
-            self.problems.append(f"{self.key(name)} must be between {low} and {high}, got {value}")
+            self.problems.append(f"{self.key(name)} must be between {low} and {high}, got {value}{why}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:
@@ -347,6 +363,7 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
     result = StackConfig(
         project=pulumi.get_project(),
         stack=pulumi.get_stack(),
+        environment=_environment(r),
         location=_location(r),
         owner=r.text("owner"),
         database=_database(r),
@@ -366,6 +383,17 @@ def load(config: pulumi.Config | None = None) -> StackConfig:
             f"Stack {result.stack!r} is not configured correctly:\n  - " + "\n  - ".join(r.problems)
         )
     return result
+
+
+def _environment(r: _Reader) -> Literal["development", "production"]:
+    """`production` turns on what must not be undone by mistake (Key Vault purge protection)."""
+    value = r.text("environment", "development") or ""
+    if value not in ENVIRONMENTS:
+        r.problems.append(
+            f"{r.key('environment')} must be development or production, got {value!r}; production "
+            "turns on Key Vault purge protection, which can never be turned off again"
+        )
+    return "production" if value == "production" else "development"
 
 
 def _location(r: _Reader) -> str:
@@ -585,11 +613,24 @@ def _web(r: _Reader) -> WebConfig:
         r.problems.append(
             f"{r.key('pythonVersion')} must be one of {', '.join(PYTHON_VERSIONS)}, got {python_version!r}"
         )
-    return WebConfig(
-        sku=sku,
-        capacity=r.integer("appServiceCapacity", 1, low=1, high=30),
-        python_version=python_version,
+    return WebConfig(sku=sku, capacity=_capacity(r, sku), python_version=python_version)
+
+
+def _capacity(r: _Reader, sku: str) -> int:
+    """Instances of the plan: at most what the SKU's tier runs."""
+    if sku.startswith("I") and _APP_SERVICE_SKU.match(sku):
+        r.problems.append(
+            f"{r.key('appServiceSku')} {sku} is an Isolated plan, which runs only in an App Service "
+            "Environment, and this program creates none; choose a Premium size such as P1v3 "
+            "(up to 30 instances)"
+        )
+    tier, high = next(
+        ((t, m) for pattern, t, m in _APP_SERVICE_MAX_INSTANCES if pattern.match(sku)), ("", 30)
     )
+    larger = "" if high == 30 else "; a Premium plan such as P1v3 runs up to 30"
+    why = f": a {tier} plan ({sku}) runs at most {high} instances{larger}" if tier else ""
+    capacity = r.integer("appServiceCapacity", 1, low=1, high=high, why=why)
+    return capacity
 
 
 def _vnet_address_space(r: _Reader) -> str:

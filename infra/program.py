@@ -162,6 +162,7 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
                 "database-url": database.database_url,
             },
             generated=["flask-secret-key"],
+            purge_protection=cfg.production,
         ),
     )
     platform_identity = PlatformIdentity(
@@ -207,7 +208,7 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             app_settings=app_settings,
             platform_identity_id=platform_identity.identity_id,
             blob_data_scope=images.account_id,
-            subnet_id=private_network.app_subnet_id if private_network else None,
+            subnet=private_network.app_subnet if private_network else None,
             log_workspace_id=monitoring.workspace_id if monitoring else None,
         ),
         # The platform identity's roles must exist before the site first starts.

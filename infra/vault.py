@@ -13,6 +13,10 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import keyvault
 
+# Days a deleted vault is kept (and its name taken). Azure allows 7 to 90.
+DEVELOPMENT_RETENTION_DAYS = 7
+PRODUCTION_RETENTION_DAYS = 90
+
 
 @dataclass(kw_only=True)
 class AppSecretsArgs:
@@ -25,6 +29,9 @@ class AppSecretsArgs:
     tags: pulumi.Input[dict[str, str]]
     values: Mapping[str, pulumi.Input[str]]
     generated: Sequence[str] = field(default_factory=tuple)
+    # A production vault cannot be purged while soft-deleted: its secrets survive a mistaken
+    # `pulumi destroy` for the retention period. Irreversible once on (Azure refuses `false`).
+    purge_protection: bool = False
 
 
 class AppSecrets(pulumi.ComponentResource):
@@ -53,12 +60,23 @@ class AppSecrets(pulumi.ComponentResource):
                 tenant_id=args.tenant_id,
                 sku=keyvault.SkuArgs(family=keyvault.SkuFamily.A, name=keyvault.SkuName.STANDARD),
                 enable_rbac_authorization=True,
+                # Purge protection needs soft delete, which Azure no longer lets anyone turn off.
                 enable_soft_delete=True,
-                soft_delete_retention_in_days=7,
+                soft_delete_retention_in_days=(
+                    PRODUCTION_RETENTION_DAYS if args.purge_protection else DEVELOPMENT_RETENTION_DAYS
+                ),
+                enable_purge_protection=True if args.purge_protection else None,
                 enabled_for_deployment=False,
                 enabled_for_disk_encryption=False,
                 enabled_for_template_deployment=False,
+                # Reachable over the internet, with Entra ID and RBAC deciding every read: App
+                # Service resolves Key Vault references from outside the VNet here (see
+                # infra/README.md, "Key Vault network access", for why the vault stays public).
                 public_network_access="Enabled",
+                network_acls=keyvault.NetworkRuleSetArgs(
+                    default_action=keyvault.NetworkRuleAction.ALLOW,
+                    bypass=keyvault.NetworkRuleBypassOptions.AZURE_SERVICES,
+                ),
             ),
             tags=args.tags,
             opts=child,

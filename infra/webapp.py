@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import monitor, web
+from pulumi_azure_native import monitor, network, web
 
 from infra.identity import STORAGE_BLOB_DATA_CONTRIBUTOR, assign_role
 
@@ -16,7 +16,9 @@ from infra.identity import STORAGE_BLOB_DATA_CONTRIBUTOR, assign_role
 STARTUP_COMMAND = (
     "python -m gunicorn --config python:app.gunicorn_conf --bind=0.0.0.0:8000 'app:create_app()'"
 )
-HEALTH_CHECK_PATH = "/readyz"
+# Liveness, not readiness: App Service replaces instances its health check marks unhealthy, and
+# /readyz fails on every instance at once when PostgreSQL or Storage does.
+HEALTH_CHECK_PATH = "/healthz"
 LOG_CATEGORIES = (
     "AppServiceHTTPLogs",
     "AppServiceConsoleLogs",
@@ -40,7 +42,10 @@ class WebAppArgs:
     app_settings: Sequence[web.NameValuePairArgs]
     platform_identity_id: pulumi.Input[str]
     blob_data_scope: pulumi.Input[str]
-    subnet_id: pulumi.Input[str] | None = None
+    # The VNet integration subnet. The plan holds a service association link on it, so the plan
+    # depends on it: `pulumi destroy` then deletes site and plan before Azure is asked to delete
+    # the subnet (which it refuses while the link exists).
+    subnet: network.Subnet | None = None
     log_workspace_id: pulumi.Input[str] | None = None
 
 
@@ -48,7 +53,7 @@ class WebApp(pulumi.ComponentResource):
     """Linux plan, web app (system + platform identity), blob role, logs, no basic auth.
 
     HTTPS only, TLS 1.2, FTPS disabled, FTP/SCM basic-auth publishing off, always on,
-    health check on /readyz, gunicorn serving `app:create_app()`.
+    health check on /healthz, gunicorn serving `app:create_app()`.
     """
 
     plan: web.AppServicePlan
@@ -60,6 +65,7 @@ class WebApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:webapp:WebApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        in_subnet = pulumi.ResourceOptions(parent=self, depends_on=[args.subnet] if args.subnet else [])
 
         self.plan = web.AppServicePlan(
             f"{name}-plan",
@@ -70,7 +76,7 @@ class WebApp(pulumi.ComponentResource):
             reserved=True,  # Linux
             sku=web.SkuDescriptionArgs(name=args.sku, capacity=args.capacity),
             tags=args.tags,
-            opts=child,
+            opts=in_subnet,
         )
         self.app = web.WebApp(
             f"{name}-app",
@@ -86,7 +92,7 @@ class WebApp(pulumi.ComponentResource):
                 user_assigned_identities=[args.platform_identity_id],
             ),
             key_vault_reference_identity=args.platform_identity_id,
-            virtual_network_subnet_id=args.subnet_id,
+            virtual_network_subnet_id=args.subnet.id if args.subnet else None,
             site_config=web.SiteConfigArgs(
                 linux_fx_version=f"PYTHON|{args.python_version}",
                 app_command_line=STARTUP_COMMAND,
@@ -102,7 +108,7 @@ class WebApp(pulumi.ComponentResource):
                 vnet_route_all_enabled=False,
             ),
             tags=args.tags,
-            opts=child,
+            opts=in_subnet,
         )
         # Deployment goes through `pulumi up`, never FTP or Kudu with publishing passwords.
         self.ftp_basic_auth = web.WebAppFtpAllowed(

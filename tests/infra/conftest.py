@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from infra.package import BuiltPackage
 
@@ -127,15 +128,40 @@ def contains_secret(value: Any) -> bool:
 
 @dataclass
 class Recorded:
-    """One resource the program declared."""
+    """One resource the program declared, and where it sits in the resource graph."""
 
     typ: str
     name: str
     inputs: dict[str, Any]
+    urn: str = ""
+    parent: str = ""
+    # What the engine orders this resource after on create, and before on delete: explicit
+    # depends_on and every input's resources.
+    dependencies: frozenset[str] = frozenset()
 
     @property
     def plain(self) -> dict[str, Any]:
         return plain(self.inputs)
+
+
+class GraphMonitor(MockMonitor):
+    """The SDK's mock monitor, keeping each registration's URN, parent and dependencies."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        dependencies = set(request.dependencies)
+        for urns in request.propertyDependencies.values():
+            dependencies.update(urns.urns)
+        self.recording.graph[(request.type, request.name)] = (
+            response.urn,
+            request.parent,
+            frozenset(dependencies),
+        )
+        return response
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -145,6 +171,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.deploying_tenant = deploying_tenant
         self.resources: list[Recorded] = []
         self.calls: list[str] = []
+        self.graph: dict[tuple[str, str], tuple[str, str, frozenset[str]]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
@@ -234,6 +261,21 @@ class Deployment:
         assert len(found) == 1, f"expected one resource named {name}, got {len(found)}"
         return found[0]
 
+    def depends_on(self, dependent: Recorded, dependency: Recorded) -> bool:
+        """Whether the engine creates `dependency` first and deletes it last, directly or
+        through other resources."""
+        by_urn = {r.urn: r for r in self.resources}
+        seen: set[str] = set()
+        pending = list(dependent.dependencies)
+        while pending:
+            urn = pending.pop()
+            if urn == dependency.urn:
+                return True
+            if urn not in seen and urn in by_urn:
+                seen.add(urn)
+                pending.extend(by_urn[urn].dependencies)
+        return False
+
     @property
     def app_settings(self) -> dict[str, Any]:
         """The web app's app settings, secret wrappers removed."""
@@ -261,7 +303,9 @@ def run(
     from infra.program import build
 
     mocks = RecordingMocks(deploying_tenant)
-    pulumi.runtime.set_mocks(mocks, project="photoshare", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(
+        mocks, project="photoshare", stack=stack, preview=False, monitor=GraphMonitor(mocks)
+    )
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items() if v is not None},
         [k for k in config if k.endswith("Secret")] if secret_keys is None else secret_keys,
@@ -282,6 +326,8 @@ def run(
         return pulumi.Output.all(values, secrecy).apply(record)
 
     program()
+    for resource in deployment.resources:
+        resource.urn, resource.parent, resource.dependencies = mocks.graph[(resource.typ, resource.name)]
     return deployment
 
 

@@ -179,7 +179,7 @@ def test_web_app_is_hardened(default) -> None:
     assert site["scmMinTlsVersion"] == "1.2"
     assert site["ftpsState"] == "Disabled"
     assert site["alwaysOn"] is True
-    assert site["healthCheckPath"] == "/readyz"
+    assert site["healthCheckPath"] == "/healthz"
     assert site["linuxFxVersion"] == "PYTHON|3.11"
     command = site["appCommandLine"]
     assert command.startswith("python -m gunicorn ") and command.endswith(" 'app:create_app()'")
