@@ -743,13 +743,13 @@ class Settings:
                 " or ".join(f"{s.name} ({s.description})" for s in storage) + " is required"
             )
         if values["database_auth"] == "entra":
-            for setting in SETTINGS:
-                if setting.field in ("database_url", "database_owner_url") and values[setting.field]:
-                    if urlsplit(values[setting.field]).password:
-                        reader.problems.append(
-                            f"{setting.name} must not hold a password with DATABASE_AUTH=entra: the "
-                            "password is a Microsoft Entra token taken for each connection"
-                        )
+            urls = [s for s in SETTINGS if s.field in ("database_url", "database_owner_url")]
+            for setting in urls:
+                if values[setting.field] and urlsplit(values[setting.field]).password:
+                    reader.problems.append(
+                        f"{setting.name} must not hold a password with DATABASE_AUTH=entra: the "
+                        "password is a Microsoft Entra token taken for each connection"
+                    )
         if values["secret_key"] is None and reader.context.development:
             values["secret_key"] = os.urandom(32).hex()  # sessions end when the dev server restarts
         reader.done()

@@ -254,3 +254,20 @@ def test_an_unresolved_key_vault_reference_is_named_with_its_likely_cause():
         assert "Key Vault Secrets User" in problem and "restart the site" in problem
         assert "must be a postgresql:// URL" not in problem
         assert "kv-photoshare" not in problem  # the reference itself is not echoed
+
+
+def test_entra_database_auth_takes_no_password_in_the_urls():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(
+            env(
+                DATABASE_AUTH="entra",
+                DATABASE_URL="postgresql://app:secret@db.example/p?sslmode=verify-full",
+                DATABASE_OWNER_URL="postgresql://owner@db.example/p?sslmode=verify-full",
+            )
+        )
+    assert err.value.problems == [
+        "DATABASE_URL must not hold a password with DATABASE_AUTH=entra: the password is a "
+        "Microsoft Entra token taken for each connection"
+    ]
+    settings = Settings.from_env(env(DATABASE_AUTH="entra", DATABASE_OWNER_CLIENT_ID=CLIENT_ID))
+    assert (settings.database_auth, settings.database_owner_client_id) == ("entra", CLIENT_ID)
