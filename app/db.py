@@ -76,6 +76,11 @@ class DatabaseConfigurationError(ConfigurationError):
             "grant it CONNECT and access to the app's schema."
         ),
         "database_missing": "The database named in DATABASE_URL does not exist: create it or fix the name.",
+        "database_principal_missing": (
+            "The app's Microsoft Entra role does not exist in PostgreSQL and the schema's owner "
+            "could not create it: make DATABASE_OWNER_URL's identity a Microsoft Entra "
+            "administrator of the server, with DATABASE_URL's user the app's managed identity's name."
+        ),
         "database_token_failed": (
             "The app could not get a Microsoft Entra token for PostgreSQL from its managed identity "
             "(DATABASE_AUTH=entra): check that the site has the identity turned on (and, for "
@@ -159,6 +164,7 @@ class Database:
         # With credentials, each new connection signs in with a fresh Microsoft Entra token.
         self._connection = _connection_class(credential)
         self._owner_connection = _connection_class(owner_credential or credential)
+        self._entra = credential is not None
         self.connect_timeout = connect_timeout
         self.pool = ConnectionPool(
             url,
@@ -250,8 +256,33 @@ class Database:
         with _as_causes(), connection.connect(url, autocommit=True, connect_timeout=10) as conn:
             applied = _apply_migrations(conn)
             if self.owner_url is not None:
-                _grant_data_access(conn, self._app_role())
+                role = self._app_role()
+                if self._entra:
+                    self._ensure_entra_principal(role)
+                _grant_data_access(conn, role)
             return applied
+
+    def _ensure_entra_principal(self, role: str) -> None:
+        """With Microsoft Entra authentication, the app's role exists in Azure's PostgreSQL only
+        once a Microsoft Entra administrator of the server has created it for the identity:
+        `pgaadauth_create_principal(<the managed identity's name>, false, false)` in the
+        `postgres` database, which resolves the name to the identity's object id ("Manage
+        Microsoft Entra roles", Azure Database for PostgreSQL). The owner does that here, once."""
+        assert self.owner_url is not None
+        administration = urlunsplit(urlsplit(self.owner_url)._replace(path="/postgres"))
+        try:
+            with self._owner_connection.connect(administration, autocommit=True, connect_timeout=10) as conn:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                    conn.execute("SELECT * FROM pgaadauth_create_principal(%s, false, false)", (role,))
+                    log.info("created the Microsoft Entra principal %s", role)
+        except psycopg.Error as exc:
+            cause = database_error(exc)
+            if isinstance(cause, DatabaseUnavailable):
+                raise cause from exc
+            raise DatabaseConfigurationError(
+                f"could not create the Microsoft Entra principal {role}: {exc}",
+                code="database_principal_missing",
+            ) from exc
 
     def _app_role(self) -> str:
         """The role DATABASE_URL logs in as: its user, or (libpq's defaults) as the server says."""

@@ -1,11 +1,13 @@
 """DATABASE_AUTH=entra: the app signs in to PostgreSQL with Microsoft Entra tokens from the site's
 managed identity (App Service's IDENTITY_ENDPOINT, played by the fake), one per new connection,
-the owner with its user-assigned identity. The suites' PostgreSQL plays Azure's token check: a
-role signs in only with a password (scram), and that password is the last token issued to its
-identity, so an expired or another identity's token is refused."""
+the owner with its user-assigned identity. The suites' PostgreSQL plays Azure's part: a role
+signs in only with a password (scram), and that password is the last token issued to its
+identity, so an expired or another identity's token is refused; `pgaadauth_create_principal`,
+which the owner (an Entra administrator in Azure) calls for the app's role, creates the role."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +21,19 @@ from psycopg import sql
 from devstack.appserver import Site
 from devstack.fake_identity.managed_identity_state import IssuedToken, ManagedIdentities
 from devstack.fake_identity.server import FakeIdentityServer
+from devstack.postgres import database_url
 from tests.integration.client import AppClient, make_image
 from tests.services import Services
+
+# Azure's function, as far as the app uses it: a role for the named identity (here, any name).
+PGAADAUTH = """
+CREATE OR REPLACE FUNCTION pgaadauth_create_principal(name text, is_admin boolean, is_mfa boolean)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    EXECUTE format('CREATE ROLE %I LOGIN', name);
+    RETURN format('Created role for "%s"', name);
+END $$
+"""
 
 
 @dataclass
@@ -52,8 +65,7 @@ def entra_database(services: Services, identity: FakeIdentityServer) -> Iterator
     suffix = uuid.uuid4().hex[:8]
     app_role, owner_role, database = f"entra_app_{suffix}", f"entra_owner_{suffix}", f"entra_{suffix}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
-        for role in (app_role, owner_role):
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner_role)))
         names = sql.Identifier(database), sql.Identifier(owner_role)
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(*names))
         hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
@@ -67,10 +79,14 @@ def entra_database(services: Services, identity: FakeIdentityServer) -> Iterator
     role_of = {identities.system_client_id: app_role, owner_client_id: owner_role}
 
     def accept(token: IssuedToken) -> None:
-        """What Azure's PostgreSQL does with the identity's token: the role's password now."""
+        """What Azure's PostgreSQL does with the identity's token: the role's password now (the
+        app's role once the owner has created it)."""
         if token.resource != "https://ossrdbms-aad.database.windows.net" or token.client_id not in role_of:
             return
-        with psycopg.connect(services.database_url, autocommit=True) as admin:
+        with (
+            contextlib.suppress(psycopg.errors.UndefinedObject),
+            psycopg.connect(services.database_url, autocommit=True) as admin,
+        ):
             admin.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                     sql.Identifier(role_of[token.client_id]), sql.Literal(token.token)
@@ -80,6 +96,13 @@ def entra_database(services: Services, identity: FakeIdentityServer) -> Iterator
     identities.on_issue = accept
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
+    with psycopg.connect(database_url(services.database_url, "postgres"), autocommit=True) as conn:
+        conn.execute(PGAADAUTH)
+        conn.execute(
+            sql.SQL(
+                "GRANT EXECUTE ON FUNCTION pgaadauth_create_principal(text, boolean, boolean) TO {}"
+            ).format(sql.Identifier(owner_role))
+        )
     try:
         yield EntraDatabase(
             env={
@@ -101,11 +124,13 @@ def entra_database(services: Services, identity: FakeIdentityServer) -> Iterator
         identities.lifetime = ManagedIdentities.lifetime
         identities.user_assigned.discard(owner_client_id)
         hba.write_text(original)
+        with psycopg.connect(database_url(services.database_url, "postgres"), autocommit=True) as conn:
+            conn.execute("DROP FUNCTION IF EXISTS pgaadauth_create_principal(text, boolean, boolean)")
         with psycopg.connect(services.database_url, autocommit=True) as conn:
             conn.execute("SELECT pg_reload_conf()")
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
             for role in (app_role, owner_role):
-                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_the_app_signs_in_to_postgresql_with_its_identitys_tokens(
@@ -124,6 +149,10 @@ def test_the_app_signs_in_to_postgresql_with_its_identitys_tokens(
     assert client.upload(("a.png", make_image("PNG"), "image/png")).status_code == 201
     owner_tokens = entra_database.issued_to(entra_database.env["DATABASE_OWNER_CLIENT_ID"])
     assert owner_tokens, "the migrations ran without the owner's token"
+    assert any(
+        f"created the Microsoft Entra principal {entra_database.app_role}" in line
+        for line in site.log().splitlines()
+    )
     system = entra_database.identities.system_client_id
     first = len(entra_database.issued_to(system))
     assert first >= 1
