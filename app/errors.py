@@ -1,4 +1,5 @@
-"""Every error as `{"error": code, "message": text}` on API routes, a page elsewhere.
+"""Every error as `{"error": code, "message": text}` for the API and for clients that ask for
+JSON, a page for browsers: a title saying what happened and a way on, never a code.
 
 Never a stack trace; a dependency that is down is a 503 naming it, not a 500.
 """
@@ -17,7 +18,9 @@ from app.service_errors import ConfigurationError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/api/", "/photos", "/get-user-email/", "/readyz", "/healthz")
+# Always JSON: the API, and what probes and scripts call. Everything else (a photo's link, the
+# upload form, sign-in) answers browsers with pages and JSON to clients that rank it first.
+API_PREFIXES = ("/api/", "/get-user-email/", "/readyz", "/healthz")
 
 _CODES = {
     400: "bad_request",
@@ -32,15 +35,29 @@ _CODES = {
 }
 
 
+# What a page says happened, by status, and what to do next.
+_PAGES = {
+    400: ("That did not work", "Go back, reload the page and try again."),
+    401: ("Please sign in", "Sign in, then try again."),
+    403: ("Not allowed", "Go back to your photos and try again from there."),
+    404: ("Not found", "Check the link, or go back to your photos."),
+    405: ("Not available here", "Go back to your photos."),
+    413: ("That upload is too large", "Choose fewer or smaller files and try again."),
+    415: ("That file is not an image we accept", "Choose JPEG, PNG, GIF or WebP images."),
+    429: ("Too many requests", "Wait a moment, then try again."),
+    500: ("Something went wrong", "Try again in a moment; if it keeps happening, tell the site's team."),
+    503: ("Temporarily unavailable", "Try again in a moment."),
+}
+
+
 def is_api_request() -> bool:
     """Whether this request gets JSON (answers and errors) rather than pages: decided here only.
 
-    The API's routes do, except an HTML form posting to /photos (it gets a redirect or an error
-    page); any other request does when its Accept header ranks JSON first (JSON on a tie).
+    The API's routes do; any other request does when its Accept header ranks JSON first (JSON
+    on a tie, so `*/*` from curl or a script gets JSON), so a browser that opens a photo's link
+    or posts the upload form gets pages.
     """
-    if request.path.startswith(API_PREFIXES):
-        return not (request.path == "/photos" and request.method == "POST" and _prefers_html())
-    return not _prefers_html()
+    return request.path.startswith(API_PREFIXES) or not _prefers_html()
 
 
 def _prefers_html() -> bool:
@@ -52,7 +69,11 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Any:
         response = jsonify({"error": code, "message": message, **extra})
         response.status_code = status
         return response
-    return render_template("error.html", title=code.replace("_", " ").capitalize(), message=message), status
+    title, next_step = _PAGES.get(status, _PAGES[500] if status >= 500 else _PAGES[400])
+    page = render_template(
+        "error.html", title=title, message=message, next_step=next_step, sign_in=status == 401
+    )
+    return page, status
 
 
 def init_app(app: Flask) -> None:
