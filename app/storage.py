@@ -245,15 +245,17 @@ class BlobStore:
                 if not _container_missing(exc):
                     raise
 
-    def read_url(self, name: str) -> str:
-        """A read-only link to one blob, valid for at least `link_ttl` from now.
+    def read_url(self, name: str, *, download_as: str | None = None) -> str:
+        """A read-only link to one blob, valid for at least `link_ttl` from now; with
+        `download_as`, Storage answers it as an attachment saved under that filename.
 
         Links are signed once per window of half the TTL and cached, so a gallery reload
         signs nothing and the URLs stay the same, which lets the browser cache the images.
         """
-        return self._signed_url(name, int(self._clock() // self._window))
+        disposition = attachment(download_as) if download_as is not None else None
+        return self._signed_url(name, int(self._clock() // self._window), disposition)
 
-    def _sign(self, name: str, window: int) -> str:
+    def _sign(self, name: str, window: int, disposition: str | None = None) -> str:
         window_start = datetime.fromtimestamp(window * self._window, UTC)
         expiry = window_start + timedelta(seconds=self._window) + self.link_ttl
         common: dict[str, Any] = {
@@ -264,6 +266,8 @@ class BlobStore:
             "expiry": expiry,
             "start": window_start - timedelta(minutes=5),  # clock skew between us and Storage
         }
+        if disposition is not None:
+            common["content_disposition"] = disposition
         if self._account_key:
             sas = generate_blob_sas(account_key=self._account_key, **common)
         else:
@@ -282,6 +286,15 @@ class BlobStore:
                     self._delegation_key = self.client.get_user_delegation_key(start, expiry)
                 self._delegation_key_expiry = expiry
             return self._delegation_key
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that saves under `filename` (RFC 6266): a quoted ASCII fallback,
+    plus `filename*` in UTF-8 (RFC 5987) when the name is not plain printable ASCII."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class StagedBlob:

@@ -8,7 +8,7 @@ import io
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
@@ -19,7 +19,7 @@ from app.db import Photo, get_db
 from app.emails import resolve_email
 from app.errors import error_response, is_api_request
 from app.graph import GraphError
-from app.images import FORMATS, CheckedImage, check_filename, check_image, stored_as_sent
+from app.images import FORMATS, CheckedImage, InvalidImage, check_filename, check_image, stored_as_sent
 from app.service_errors import ConfigurationError, ServiceError
 from app.settings import get_settings
 from app.storage import BLOCK_SIZE, StagedBlob, get_blobs
@@ -30,6 +30,7 @@ bp = Blueprint("views", __name__)
 
 DEFAULT_PAGE = 24
 MAX_PAGE = 100
+_FORMAT_NAMES = {"WEBP": "WebP"}
 
 
 def photo_json(photo: Photo) -> dict[str, Any]:
@@ -87,8 +88,74 @@ def index() -> Any:
     user = g.user
     if user is None:
         return render_template("landing.html")
-    photos = get_db().list_photos(user["oid"], limit=DEFAULT_PAGE)
-    return render_template("index.html", user=user, photos=[photo_json(p) for p in photos])
+    photos = get_db().list_photos(user["oid"], limit=DEFAULT_PAGE + 1)
+    page = photos[:DEFAULT_PAGE]
+    return render_template(
+        "index.html",
+        user=user,
+        photos=[photo_json(p) for p in page],
+        next_cursor=encode_cursor(page[-1]) if len(photos) > DEFAULT_PAGE else None,
+        limits=upload_limits(),
+    )
+
+
+def upload_limits() -> dict[str, Any]:
+    """What the picker accepts, from the settings the upload route enforces."""
+    settings = get_settings()
+    names = [_FORMAT_NAMES.get(fmt, fmt) for fmt in FORMATS]
+    return {
+        "formats": ", ".join(names[:-1]) + " or " + names[-1],
+        "accept": ",".join(content_type for content_type, _ in FORMATS.values()),
+        "max_mb": settings.max_upload_bytes // (1024 * 1024),
+        "max_files": settings.max_files_per_upload,
+    }
+
+
+@bp.get("/photos/<photo_id>/view")
+@login_required
+def view_photo(photo_id: str) -> Any:
+    """The viewer page; app.errors answers a browser with the sign-in redirect or the 404 page."""
+    user = g.user
+    photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
+    if photo is None:
+        abort(404, description="No such photo: it was deleted, or it is not yours.")
+    newer, older = _neighbours(photo)
+    return render_template(
+        "viewer.html",
+        photo=photo,
+        image_url=get_blobs().read_url(photo.blob_name),
+        download_url=get_blobs().read_url(photo.blob_name, download_as=photo.filename),
+        size=_human_size(photo.size),
+        uploaded=photo.created_at.astimezone(UTC),
+        newer=newer,
+        older=older,
+    )
+
+
+def _neighbours(photo: Photo) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The photos before and after this one in the gallery's order (newest first), each one
+    indexed query on (owner_oid, created_at, id)."""
+    key = (photo.owner_oid, photo.created_at, photo.id)
+    with get_db().connection() as conn:
+        newer = conn.execute(
+            "SELECT id FROM photos WHERE owner_oid = %s AND (created_at, id) > (%s, %s)"
+            " ORDER BY created_at, id LIMIT 1",
+            key,
+        ).fetchone()
+        older = conn.execute(
+            "SELECT id FROM photos WHERE owner_oid = %s AND (created_at, id) < (%s, %s)"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            key,
+        ).fetchone()
+    return (newer["id"] if newer else None), (older["id"] if older else None)
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 # --- photos -------------------------------------------------------------------------------
@@ -143,7 +210,10 @@ def _validate(oid: str, client_filename: str | None, stream: IO[bytes]) -> _Pend
     """Check one file. A JPEG larger than a block is sent to storage while Pillow decodes it
     (the decode releases the GIL), as blocks that become a blob only once `_store` commits
     them: the upload costs about the longer of the two instead of their sum."""
-    filename = check_filename(client_filename)
+    try:
+        filename = check_filename(client_filename)
+    except InvalidImage as exc:
+        raise _naming(client_filename, exc) from exc
     photo_id = uuid.uuid4()
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
@@ -152,14 +222,27 @@ def _validate(oid: str, client_filename: str | None, stream: IO[bytes]) -> _Pend
         staged = get_blobs().stage(_blob_name(oid, photo_id, FORMATS["JPEG"][1]), stream, length=size)
     try:
         image = check_image(stream, max_pixels=get_settings().max_image_pixels)
-    except BaseException:
+    except BaseException as exc:
         if staged is not None:
             staged.abandon()
+        if isinstance(exc, InvalidImage):
+            raise _naming(filename, exc) from exc
         raise
     if staged is not None and image.data is not stream:  # not stored as sent after all
         staged.abandon()
         staged = None
     return _Pending(photo_id, filename or f"image.{image.extension}", image, staged)
+
+
+def _naming(filename: str | None, exc: InvalidImage) -> InvalidImage:
+    """The same refusal with the file named first, so the answer to an upload of several files
+    says which one was refused: "notes.jpg is not an image: only JPEG, … are accepted."."""
+    name = filename if filename and filename.isprintable() else "A file"
+    if exc.code == "unsupported_type":
+        message = f"{name} is not an image: {exc.message[:1].lower()}{exc.message[1:]}"
+    else:
+        message = f"{name}: {exc.message}"
+    return InvalidImage(exc.code, message)
 
 
 def _blob_name(oid: str, photo_id: uuid.UUID, extension: str) -> str:

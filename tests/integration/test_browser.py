@@ -93,7 +93,7 @@ def test_sign_up_upload_and_sign_out(page: Page, platform_server, platform: Plat
     picture.write_bytes(make_image("JPEG", (640, 360), color=(250, 120, 30)))
     page.set_input_files("#file", str(picture))
     page.click("#upload-form button[type=submit]")
-    page.wait_for_url(f"{app_server.url}/")
+    expect(page.locator("#upload-status li .result")).to_have_text("stored")
     item = page.locator("#gallery li")
     expect(item).to_have_count(1)
     expect(item.locator(".name")).to_have_text("sunset.jpg")
@@ -104,7 +104,9 @@ def test_sign_up_upload_and_sign_out(page: Page, platform_server, platform: Plat
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
 
     item.locator("button.delete").click()
+    item.locator("button.confirm-yes").click()
     expect(page.locator("#gallery li")).to_have_count(0)
+    expect(page.locator("#empty-gallery")).to_be_visible()
 
     page.click("#sign-out")
     page.wait_for_url(f"{app_server.url}/")
@@ -139,8 +141,8 @@ def test_uploads_and_deletes_without_a_referer(page: Page, app_server, tmp_path)
     picture.write_bytes(make_image("PNG", (64, 48)))
     page.set_input_files("#file", str(picture))
     page.click("#upload-form button[type=submit]")
-    page.wait_for_url(f"{app_server.url}/")
     expect(page.locator("#gallery li")).to_have_count(1)
     page.locator("#gallery li button.delete").click()
+    page.locator("#gallery li button.confirm-yes").click()
     expect(page.locator("#gallery li")).to_have_count(0)
     assert stripped == [f"POST {app_server.url}", f"DELETE {app_server.url}"]

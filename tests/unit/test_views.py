@@ -11,19 +11,23 @@ are tests/integration/test_sessions.py's); the sign-in flow itself is the integr
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from werkzeug.test import TestResponse
 
 from app import create_app
 from app.auth import IdentityClient, login_required
-from app.db import Database
+from app.db import Database, Photo
 from app.graph import GraphClient
 from app.sessions import SessionStore
 from app.settings import Settings
@@ -47,6 +51,11 @@ class AdasSessions(SessionStore):
 
 @pytest.fixture(scope="module")
 def app() -> Flask:
+    return offline_app()
+
+
+def offline_app() -> Flask:
+    """The app with nothing behind it but Ada's sessions: enough for routes, checks and pages."""
     settings = Settings.from_env(offline_environment())
     db = Database(url=settings.database_url, connect_timeout=1)
     app = create_app(
@@ -64,6 +73,12 @@ def app() -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> Iterator[FlaskClient]:
+    with https_client(app) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def https_client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as client:
         client.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"  # what the front end sends
         yield client
@@ -167,7 +182,7 @@ def test_other_clients_get_json_errors(client: FlaskClient, accept: str | None):
     assert set(body_of(response)) == {"error", "message"}
 
 
-@pytest.mark.parametrize("path", ["/api/no-such-route", "/photos/not-a-uuid/more", "/readyz/x"])
+@pytest.mark.parametrize("path", ["/api/no-such-route", "/readyz/x"])
 def test_api_routes_answer_json_even_to_a_browser(client: FlaskClient, path: str):
     assert error_of(client.get(path, headers={"Accept": BROWSER})) == (404, "not_found")
 
@@ -299,3 +314,140 @@ def test_a_session_without_an_oid_is_signed_out(client: FlaskClient):
     with client.session_transaction() as session:
         session["user"] = {"name": "Ada", "email": "ada@example.com"}
     assert error_of(client.get("/api/me")) == (401, "unauthenticated")
+
+
+# --- the gallery page, the viewer and the form's refusals --------------------------------------
+
+
+OTHERS_OID = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+
+
+class Album(Database):
+    """Photo rows held in memory: Ada's album is empty, one photo is someone else's."""
+
+    def __init__(self, *, url: str, photos: list[Photo]) -> None:
+        super().__init__(url=url, connect_timeout=1)
+        self.photos = photos
+
+    def list_photos(
+        self, owner_oid: str, *, limit: int, before: tuple[datetime, uuid.UUID] | None = None
+    ) -> list[Photo]:
+        mine = [p for p in self.photos if p.owner_oid == owner_oid]
+        mine.sort(key=lambda p: (p.created_at, p.id), reverse=True)
+        return [p for p in mine if before is None or (p.created_at, p.id) < before][:limit]
+
+    def get_photo(self, owner_oid: str, photo_id: uuid.UUID) -> Photo | None:
+        return next((p for p in self.photos if p.id == photo_id and p.owner_oid == owner_oid), None)
+
+
+OTHERS_PHOTO = Photo(
+    id=uuid.uuid4(),
+    owner_oid=OTHERS_OID,
+    owner_email="grace@example.com",
+    blob_name=f"{OTHERS_OID}/x.jpg",
+    thumb_blob_name=None,
+    filename="grace.jpg",
+    content_type="image/jpeg",
+    size=1234,
+    width=64,
+    height=48,
+    created_at=datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+)
+
+
+@pytest.fixture(scope="module")
+def album_app() -> Flask:
+    """Settings of their own (7 MB, 3 files) and rows in memory, so the page renders."""
+    settings = Settings.from_env(offline_environment(MAX_UPLOAD_MB="7", MAX_FILES_PER_UPLOAD="3"))
+    db = Album(url=settings.database_url, photos=[OTHERS_PHOTO])
+    return create_app(
+        settings,
+        db=db,
+        sessions=AdasSessions(db),
+        blobs=BlobStore.from_settings(settings),
+        graph=GraphClient.from_settings(settings.identity),
+        identity=IdentityClient.from_settings(settings.identity),
+    )
+
+
+@pytest.fixture
+def album(album_app: Flask) -> Iterator[FlaskClient]:
+    with album_app.test_client() as client:
+        client.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
+        yield client
+
+
+def test_the_picker_shows_the_formats_and_limits_from_the_settings(album: FlaskClient):
+    sign_in(album)
+    page = album.get("/", headers={"Accept": BROWSER}).get_data(as_text=True)
+    assert "JPEG, PNG, GIF or WebP; up to 7 MB per upload, at most 3 files at once." in page
+    assert 'accept="image/jpeg,image/png,image/gif,image/webp"' in page
+    assert re.search(r'<ul id="gallery"\s+hidden>', page)  # nothing to show: the empty state
+    assert re.search(r'<p id="empty-gallery">', page)
+    assert re.search(r'id="load-more" data-cursor=""\s+hidden', page)
+
+
+def form_post(client: FlaskClient, *files: tuple[str, bytes], accept: str = BROWSER) -> TestResponse:
+    token = csrf_token(client)
+    data = {"csrf_token": token, "file": [(io.BytesIO(body), name) for name, body in files]}
+    return client.post(
+        "/photos",
+        data=data,
+        content_type="multipart/form-data",
+        headers={"Accept": accept, "Origin": SITE},
+    )
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 60, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+NOTES_REFUSED = "notes.jpg is not an image: only JPEG, PNG, GIF and WebP images are accepted."
+
+
+def test_the_form_without_script_names_the_refused_file(album: FlaskClient):
+    """One request for all the files: the good one is not stored, the page says which was not."""
+    sign_in(album)
+    response = form_post(album, ("fine.png", png()), ("notes.jpg", b"shopping: milk, eggs"))
+    assert response.status_code == 415
+    assert response.mimetype == "text/html"
+    assert NOTES_REFUSED in response.get_data(as_text=True)
+
+
+def test_the_api_names_the_refused_file_too(album: FlaskClient):
+    sign_in(album)
+    response = form_post(album, ("notes.jpg", b"shopping: milk, eggs"), accept=JSON)
+    assert error_of(response) == (415, "unsupported_type")
+    assert body_of(response)["message"] == NOTES_REFUSED
+    empty = form_post(album, ("empty.png", b""), accept=JSON)
+    assert body_of(empty)["message"] == "empty.png: The file is empty."
+
+
+def test_too_many_files_for_the_form_is_refused_with_the_limit(album: FlaskClient):
+    sign_in(album)
+    response = form_post(album, *[(f"p{i}.png", png()) for i in range(4)])
+    assert response.status_code == 400
+    assert "At most 3 files per upload." in response.get_data(as_text=True)
+
+
+def test_the_viewer_sends_a_signed_out_browser_to_sign_in_and_back(album: FlaskClient):
+    path = f"/photos/{OTHERS_PHOTO.id}/view"
+    response = album.get(path, headers={"Accept": BROWSER})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/auth/login?next={path}"
+    assert error_of(album.get(path, headers={"Accept": JSON})) == (401, "unauthenticated")
+
+
+@pytest.mark.parametrize(
+    "photo_id", [str(OTHERS_PHOTO.id), str(uuid.uuid4()), "not-a-uuid"], ids=["others", "none", "bad"]
+)
+def test_the_viewer_of_a_photo_that_is_not_the_callers_is_the_404_page(album: FlaskClient, photo_id: str):
+    sign_in(album)
+    response = album.get(f"/photos/{photo_id}/view", headers={"Accept": BROWSER})
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "No such photo" in page
+    assert "grace.jpg" not in page
