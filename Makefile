@@ -9,10 +9,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: dev test lint format deps system-packages clean bench
+.PHONY: dev dev-reset test lint format deps system-packages clean bench
 
 dev: deps
 	$(PY) -m devstack $(if $(FRESH),--fresh)
+
+# `make dev`, after forgetting the accounts, photos and rows it keeps in .devstack/data/.
+dev-reset: deps
+	$(PY) -m devstack --fresh
 
 test: deps system-packages
 	@$(PY) -m compileall -q -j 0 app devstack bench infra tests

@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{'it' if len(missing) == 1 else 'them'} in {args.env_file.name} to use your real tenant",
             file=sys.stderr,
         )
+    if real:
+        print(f"using your real {name} tenant: its settings are in {args.env_file.name} or the environment")
+    else:
+        partly = _partly_set(args.env_file, platform)
+        why = "some of its settings are missing" if partly else "no real tenant settings"
+        print(f"using the fake {name} tenant ({why} in {args.env_file.name} or the environment)")
     if _port_in_use(args.port):
         print(
             f"error: port {args.port} is already in use (another `make dev`, or another server): "
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  fake {name}/Graph at {where}: sign up on its page with any email")
             print("  its certificate comes from a local throw-away CA: accept the browser's warning,")
             print(f"  or trust {stack.ca_pem} once (it is kept in .devstack/ across runs)")
-        print(f"  accounts and photos are kept in {args.data_dir} (`make dev FRESH=1` starts over)")
+        print(f"  accounts and photos are kept in {args.data_dir} (`make dev-reset` starts over)")
         print(f"  app log: {app.log_path}")
         print("  Ctrl-C stops everything.")
         print(flush=True)

@@ -113,6 +113,7 @@ def test_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path, platform, data
                 break
         output = "".join(lines)
         assert f"photoshare is running at http://localhost:{port}" in output, output
+        assert "using the fake " in output and "(no real tenant settings in none.env" in output, output
         base_dir = re.search(r"app log: (\S+)/app\.log", output).group(1)
         assert processes_mentioning(str(data_dir)), "PostgreSQL and Azurite should keep their data there"
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["status"] == "ready"
@@ -170,6 +171,7 @@ def test_a_copied_sample_says_the_fake_is_used(tmp_path):
         busy.listen()
         result = run_dev(tmp_path, "--port", str(busy.getsockname()[1]), env_file=sample)
     assert "note: AZURE_AD_B2C_CLIENT_SECRET not set, so the fake B2C tenant is used" in result.stderr
+    assert "using the fake B2C tenant (some of its settings are missing in .env" in result.stdout
 
 
 def test_placeholder_tenant_settings_are_refused_before_anything_starts(tmp_path):
