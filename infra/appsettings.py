@@ -65,6 +65,26 @@ PLATFORM_SETTINGS = frozenset(
 )
 
 
+# The resource output of the schema owner's identity (photoshare:dbAuth=entra).
+DB_OWNER_CLIENT_ID = "db_owner_client_id"
+
+
+def _database_auth(cfg: StackConfig) -> dict[str, Source]:
+    """Entra: no password anywhere, the owner migrates (database.py); password: one role."""
+    if cfg.database.auth == "entra":
+        return {
+            "DATABASE_AUTH": Fixed("entra"),
+            "DATABASE_OWNER_URL": FromKeyVault("database-owner-url"),
+            "DATABASE_OWNER_CLIENT_ID": FromResource(DB_OWNER_CLIENT_ID),
+        }
+    one_role = "photoshare:dbAuth is password: the app migrates as the server's administrator"
+    return {
+        "DATABASE_AUTH": Fixed("password"),
+        "DATABASE_OWNER_URL": NotInAzure(one_role),
+        "DATABASE_OWNER_CLIENT_ID": NotInAzure(one_role),
+    }
+
+
 # The Key Vault secret holding each platform's client secret.
 CLIENT_SECRET_NAMES: dict[Platform, str] = {
     "b2c": "b2c-client-secret",
@@ -94,6 +114,7 @@ def plan(cfg: StackConfig, settings: Iterable[Setting] | None = None) -> dict[st
         ),
         "AZURE_STORAGE_CONTAINER": FromResource("storage_container"),
         "DATABASE_URL": FromKeyVault("database-url"),
+        **_database_auth(cfg),
         "SECRET_KEY": FromKeyVault("flask-secret-key"),
         "APP_ENV": Fixed("production"),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": (

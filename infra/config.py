@@ -178,6 +178,8 @@ class DatabaseConfig:
     network: Literal["vnet", "public"]
     firewall_rules: tuple[FirewallRange, ...]
     app_ip_slots: int
+    # entra: no password between the app and its data; password: the documented fallback.
+    auth: Literal["entra", "password"] = "entra"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -581,6 +583,12 @@ def _database(r: _Reader) -> DatabaseConfig:
     if network not in ("vnet", "public"):
         r.problems.append(f"{r.key('dbNetwork')} must be vnet or public, got {network!r}")
         network = "vnet"
+    auth = r.text("dbAuth", "entra") or ""
+    if auth not in ("entra", "password"):
+        r.problems.append(
+            f"{r.key('dbAuth')} must be entra (Microsoft Entra tokens from the app's managed "
+            f"identities, no password) or password (the server administrator's password), got {auth!r}"
+        )
     raw_rules = r.structured("dbFirewallRules", [])
     firewall_rules = _firewall_rules(r, raw_rules)
     if network == "vnet" and raw_rules:
@@ -597,6 +605,7 @@ def _database(r: _Reader) -> DatabaseConfig:
         high_availability=high_availability,
         network="public" if network == "public" else "vnet",
         firewall_rules=firewall_rules,
+        auth="password" if auth == "password" else "entra",
         app_ip_slots=r.integer("dbAppIpSlots", 16, low=1, high=64),
     )
 

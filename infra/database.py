@@ -1,14 +1,25 @@
-"""PostgreSQL Flexible Server: TLS required, generated admin password, VNet or narrow firewall."""
+"""PostgreSQL Flexible Server: TLS required, VNet or narrow firewall, and no password between
+the app and its data (Microsoft Entra authentication) unless `photoshare:dbAuth=password`.
+
+With Entra authentication the server has no password login at all. A user-assigned identity,
+the schema's owner, is the server's Microsoft Entra administrator; the app's migrations run as
+it (DATABASE_OWNER_URL, DATABASE_OWNER_CLIENT_ID) and create the app's own role for the web
+app's system-assigned identity (`pgaadauth_create_principal`, by the identity's name, which is
+the web app's), then grant it the data and nothing else (app/db.py). Nothing has to reach the
+server from the deploying machine, which in VNet mode it cannot.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import quote
 
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import dbforpostgresql as pg
+from pulumi_azure_native import managedidentity
 
 from infra.config import FirewallRange
 
@@ -34,51 +45,88 @@ class DatabaseArgs:
     private_dns_zone_id: pulumi.Input[str] | None = None
     firewall_rules: Sequence[FirewallRange] = field(default_factory=tuple)
     database_name: str = DATABASE_NAME
+    auth: Literal["entra", "password"] = "entra"
+    # With Entra: the tenant of the identities (the deploying one), the owner identity's name,
+    # and the app's role: the web app's name, its system-assigned identity's display name.
+    tenant_id: pulumi.Input[str] | None = None
+    owner_identity_name: pulumi.Input[str] | None = None
+    app_role: pulumi.Input[str] | None = None
+
+
+TLS = "sslmode=verify-full&sslrootcert=system"  # the server's certificate and name, system roots
 
 
 class Database(pulumi.ComponentResource):
     """Flexible Server + `require_secure_transport=on` + the app's database.
 
-    The admin password comes from pulumi_random and only leaves this component inside
-    `database_url`, a Pulumi secret that the program stores in Key Vault.
+    Entra (the default): the owner identity as the server's Entra administrator, `database_url`
+    and `owner_url` without a password. Password (`photoshare:dbAuth=password`, the fallback):
+    a pulumi_random admin password, which only leaves this component inside `database_url`, a
+    Pulumi secret that the program stores in Key Vault; the app then uses that one role.
     """
 
     server: pg.Server
-    password: random.RandomPassword
+    password: random.RandomPassword | None
+    owner: managedidentity.UserAssignedIdentity | None
     server_name: pulumi.Output[str]
     fqdn: pulumi.Output[str]
     database_url: pulumi.Output[str]
+    owner_url: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("photoshare:database:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         vnet = args.delegated_subnet_id is not None
-
-        # URL-safe specials only: the password is embedded in DATABASE_URL.
-        self.password = random.RandomPassword(
-            f"{name}-admin-password",
-            length=32,
-            special=True,
-            override_special="-_.~",
-            min_lower=2,
-            min_upper=2,
-            min_numeric=2,
-            min_special=2,
-            opts=child,
-        )
-        admin_password: pulumi.Output[str] = pulumi.Output.secret(self.password.result)
+        entra = args.auth == "entra"
+        self.password = None
+        self.owner = None
+        login: dict[str, pulumi.Input[str]] = {}
+        app_role = args.app_role
+        if entra:
+            if args.tenant_id is None or args.owner_identity_name is None or app_role is None:
+                raise ValueError("Entra authentication needs tenant_id, owner_identity_name and app_role")
+            self.owner = managedidentity.UserAssignedIdentity(
+                f"{name}-owner",
+                resource_name_=args.owner_identity_name,
+                resource_group_name=args.resource_group_name,
+                location=args.location,
+                tags=args.tags,
+                opts=child,
+            )
+            auth = pg.AuthConfigArgs(
+                password_auth=pg.PasswordBasedAuth.DISABLED,
+                active_directory_auth=pg.MicrosoftEntraAuth.ENABLED,
+                tenant_id=args.tenant_id,
+            )
+        else:
+            # URL-safe specials only: the password is embedded in DATABASE_URL.
+            self.password = random.RandomPassword(
+                f"{name}-admin-password",
+                length=32,
+                special=True,
+                override_special="-_.~",
+                min_lower=2,
+                min_upper=2,
+                min_numeric=2,
+                min_special=2,
+                opts=child,
+            )
+            login = {
+                "administrator_login": ADMIN_LOGIN,
+                "administrator_login_password": pulumi.Output.secret(self.password.result),
+            }
+            auth = pg.AuthConfigArgs(
+                password_auth=pg.PasswordBasedAuth.ENABLED,
+                active_directory_auth=pg.MicrosoftEntraAuth.DISABLED,
+            )
         self.server = pg.Server(
             f"{name}-server",
             server_name=args.server_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
             version=args.version,
-            administrator_login=ADMIN_LOGIN,
-            administrator_login_password=admin_password,
-            auth_config=pg.AuthConfigArgs(
-                password_auth=pg.PasswordBasedAuth.ENABLED,
-                active_directory_auth=pg.MicrosoftEntraAuth.DISABLED,
-            ),
+            **login,
+            auth_config=auth,
             sku=pg.SkuArgs(name=args.sku_name, tier=args.sku_tier),
             storage=pg.StorageArgs(storage_size_gb=args.storage_gb),
             backup=pg.BackupArgs(
@@ -140,14 +188,30 @@ class Database(pulumi.ComponentResource):
 
         self.server_name = self.server.name
         self.fqdn = self.server.fully_qualified_domain_name
-        self.database_url = pulumi.Output.secret(
-            pulumi.Output.all(self.password.result, self.fqdn, self.database.name).apply(
-                lambda parts: (
-                    f"postgresql://{ADMIN_LOGIN}:{quote(parts[0], safe='')}@{parts[1]}:5432/"
-                    f"{parts[2]}?sslmode=verify-full&sslrootcert=system"
-                )
+        self.owner_url = None
+        if self.owner is not None:
+            # "Manage Microsoft Entra roles" (Azure Database for PostgreSQL): an administrator
+            # set through ARM may create the other Entra roles; a managed identity is a
+            # service principal, named by its display name.
+            self.entra_admin = pg.AdministratorsMicrosoftEntra(
+                f"{name}-entra-admin",
+                resource_group_name=args.resource_group_name,
+                server_name=self.server.name,
+                object_id=self.owner.principal_id,
+                principal_name=self.owner.name,
+                principal_type=pg.PrincipalType.SERVICE_PRINCIPAL,
+                tenant_id=args.tenant_id,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
             )
-        )
+            assert app_role is not None  # checked above
+            self.database_url = self._url(app_role)
+            self.owner_url = self._url(self.owner.name)
+            self.owner_client_id: pulumi.Output[str] | None = self.owner.client_id
+            self.owner_identity_id: pulumi.Output[str] | None = self.owner.id
+        else:
+            assert self.password is not None
+            self.database_url = self._url(ADMIN_LOGIN, self.password.result)
+            self.owner_client_id = self.owner_identity_id = None
         self.register_outputs(
             {
                 "server_name": self.server_name,
@@ -155,6 +219,16 @@ class Database(pulumi.ComponentResource):
                 "database_url": self.database_url,
             }
         )
+
+    def _url(self, user: pulumi.Input[str], password: pulumi.Input[str] | None = None) -> pulumi.Output[str]:
+        """The app's database as `user` (with `password`, URL-quoted), verifying the server."""
+
+        def url(parts: list[str]) -> str:
+            login = parts[0] + (f":{quote(parts[3], safe='')}" if len(parts) > 3 else "")
+            return f"postgresql://{login}@{parts[1]}:5432/{parts[2]}?{TLS}"
+
+        given = [user, self.fqdn, self.database.name, *([password] if password is not None else [])]
+        return pulumi.Output.secret(pulumi.Output.all(*given).apply(url))
 
 
 @dataclass(kw_only=True)

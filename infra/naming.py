@@ -99,6 +99,11 @@ class Names:
         return self._name("id", "id", 128)
 
     @property
+    def database_owner_identity(self) -> str:
+        """The schema owner's identity, also its PostgreSQL role's name (Entra authentication)."""
+        return self._name("iddbo", "database-owner", 63)  # a PostgreSQL identifier: 63 bytes
+
+    @property
     def log_workspace(self) -> str:
         return self._name("log", "log", 63)
 

@@ -1,12 +1,10 @@
-"""The app's code, deployed by `pulumi up` itself: a zip run from a private blob.
+"""The app's code as App Service's build automation expects it: `app/` plus `requirements.txt`.
 
-`build_app_package()` lays out `app/` plus its runtime dependencies, installed for App Service's
-Linux Python from the lock file, so the site needs no build step: App Service's build
-automation cannot run on a read-only package mount (why its docs call run-from-package
-unsupported for Python), and this package needs none. Dependencies go to `python_packages/`,
-which the site's PYTHONPATH names explicitly rather than relying on the platform's startup
-script. `AppPackage` uploads the zip; the web app mounts it with WEBSITE_RUN_FROM_PACKAGE
-through a user-assigned identity.
+App Service does not run Python apps from a package mount (its build automation cannot write to
+a read-only wwwroot), so the zip is deployed with OneDeploy (infra/deploy.py) and Oryx builds
+the virtual environment on the site from `requirements.txt`: the locked runtime dependencies,
+with hashes, exported from `uv.lock`. `write_zip()` writes the same bytes for the same inputs,
+and `digest` names them, so an unchanged package never redeploys.
 """
 
 from __future__ import annotations
@@ -26,11 +24,8 @@ from pulumi_azure_native import storage
 from infra.storage import hardened_account
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEPENDENCY_DIR = "python_packages"
-# Where the site finds them: the package is mounted read-only at /home/site/wwwroot.
-SITE_PYTHONPATH = f"/home/site/wwwroot/{DEPENDENCY_DIR}"
-# App Service's Linux images are Debian bookworm (glibc 2.36), so manylinux_2_28 wheels run there.
-PLATFORM = "x86_64-manylinux_2_28"
+BUILD_DIR = REPO_ROOT / "infra" / ".build"
+REQUIREMENTS = "requirements.txt"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 
 Runner = Callable[[Sequence[str], Path], None]
@@ -47,10 +42,11 @@ def _run(argv: Sequence[str], cwd: Path) -> None:
 
 @dataclass(frozen=True)
 class BuiltPackage:
-    """The deployable archive and a digest of its content (it names the blob)."""
+    """The deployable archive, a digest of its content, and its zip once written."""
 
     archive: pulumi.Archive
     digest: str
+    zip_path: Path | None = None
 
 
 def find_uv(repo_root: Path) -> str:
@@ -76,28 +72,6 @@ def export_command(requirements: Path, uv: str = "uv") -> list[str]:
     ]
 
 
-def install_command(requirements: Path, target: Path, python_version: str, uv: str = "uv") -> list[str]:
-    """Binary wheels for App Service's Linux Python, never the build machine's platform."""
-    return [
-        uv,
-        "pip",
-        "install",
-        "--quiet",
-        "--require-hashes",
-        "--no-deps",
-        "--target",
-        str(target),
-        "--python-platform",
-        PLATFORM,
-        "--python-version",
-        python_version,
-        "--only-binary",
-        ":all:",
-        "--requirement",
-        str(requirements),
-    ]
-
-
 def _tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -114,10 +88,10 @@ def build_app_package(
     run: Runner = _run,
     uv: str | None = None,
 ) -> BuiltPackage:
-    """Stage `app/` and install the locked runtime dependencies (cached per lock + Python).
+    """Stage `app/` and the exported `requirements.txt`, and write their zip.
 
-    Runs on every preview/up because Pulumi hashes the archive; the dependency install only
-    reruns when the exported requirements or the Python version change.
+    Runs on every preview/up; `uv export --frozen` only reads `uv.lock`. The Python version is
+    part of the digest: Oryx builds the virtual environment for it, so a new one redeploys.
     """
     build_dir = build_dir or repo_root / "infra" / ".build"
     uv = uv or find_uv(repo_root)
@@ -127,42 +101,38 @@ def build_app_package(
     shutil.rmtree(staged_app, ignore_errors=True)
     shutil.copytree(repo_root / "app", staged_app, ignore=_IGNORED)
 
-    requirements = build_dir / "requirements.txt"
+    requirements = build_dir / REQUIREMENTS
     run(export_command(requirements, uv), repo_root)
-    deps_key = hashlib.sha256(
-        requirements.read_bytes() + f"\0{python_version}\0{PLATFORM}".encode()
-    ).hexdigest()[:16]
-    deps_dir = build_dir / f"deps-{deps_key}"
-    if not (deps_dir / ".complete").exists():
-        shutil.rmtree(deps_dir, ignore_errors=True)
-        run(install_command(requirements, deps_dir, python_version, uv), repo_root)
-        # Console scripts carry this machine's interpreter path; the site runs `python -m …`.
-        shutil.rmtree(deps_dir / "bin", ignore_errors=True)
-        (deps_dir / ".complete").write_text(deps_key)
-    for stale in build_dir.glob("deps-*"):
-        if stale != deps_dir:
-            shutil.rmtree(stale, ignore_errors=True)
 
-    digest = hashlib.sha256(f"{_tree_digest(staged_app)}\0{deps_key}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        f"{_tree_digest(staged_app)}\0{hashlib.sha256(requirements.read_bytes()).hexdigest()}"
+        f"\0{python_version}".encode()
+    ).hexdigest()[:16]
     archive = pulumi.AssetArchive(
         {
             "app": pulumi.FileArchive(str(staged_app)),
-            DEPENDENCY_DIR: pulumi.FileArchive(str(deps_dir)),
+            REQUIREMENTS: pulumi.FileAsset(str(requirements)),
         }
     )
-    return BuiltPackage(archive=archive, digest=digest)
+    package = BuiltPackage(archive=archive, digest=digest)
+    zip_path = build_dir / f"photoshare-{digest}.zip"
+    for stale in build_dir.glob("photoshare-*.zip"):
+        if stale != zip_path:
+            stale.unlink()
+    return BuiltPackage(archive=archive, digest=digest, zip_path=write_zip(package, zip_path))
 
 
-# Pulumi's own zip of an archive: a constant date (App Service cannot extract some without one),
-# deflated, no directory entries, no `.pulumi` folders, symlinks to directories left out. The
-# fastest compression level: the files inside are what matters, not the zip's size.
+# Like Pulumi's own zip of an archive: a constant date (App Service cannot extract some without
+# one), deflated, no directory entries, no `.pulumi` folders, symlinks to directories left out.
+# The fastest compression level: the files inside are what matters, not the zip's size.
 _ZIP_DATE = (1990, 1, 1, 0, 0, 0)
 
 
 def write_zip(package: BuiltPackage, dest: Path) -> Path:
-    """Write the archive as the zip Pulumi uploads, each directory archive under its name.
+    """Write the archive as the zip OneDeploy receives, each directory archive under its name.
 
-    Lets the tests (and anyone curious) open exactly what the site mounts without a deployment.
+    The same inputs give the same bytes (sorted entries, constant dates), and the tests open
+    exactly what the site unpacks without a deployment.
     """
     archive = package.archive
     if not isinstance(archive, pulumi.AssetArchive):
@@ -204,7 +174,10 @@ class AppPackageArgs:
 
 
 class AppPackage(pulumi.ComponentResource):
-    """A separate, private storage account holding the deployment zip.
+    """A separate, private storage account holding a copy of the deployment zip.
+
+    The site no longer reads it (OneDeploy receives the zip itself, infra/deploy.py); it stays
+    while the platform identity's package reader role is scoped to its container.
 
     Separate because pulumi-azure-native's Blob uploads with the account key
     (pulumi/pulumi-azure-native#2015), while the images account keeps shared keys off.
@@ -238,7 +211,7 @@ class AppPackage(pulumi.ComponentResource):
             public_access=storage.PublicAccess.NONE,
             opts=child,
         )
-        # A new name per content digest: the app setting changes, so the site restarts on it.
+        # A new name per content digest.
         self.blob = storage.Blob(
             f"{name}-zip",
             account_name=self.account.name,

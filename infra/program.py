@@ -17,14 +17,15 @@ from infra import appsettings
 from infra import config as stack_config
 from infra.app_registration import AppRegistration, AppRegistrationArgs
 from infra.database import AppFirewall, AppFirewallArgs, Database, DatabaseArgs
+from infra.deploy import ZipDeploy, ZipDeployArgs, scm_url
 from infra.identity import PlatformIdentity, PlatformIdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.naming import Names
 from infra.network import PrivateNetwork, PrivateNetworkArgs
-from infra.package import SITE_PYTHONPATH, AppPackage, AppPackageArgs, BuiltPackage, build_app_package
+from infra.package import BUILD_DIR, AppPackage, AppPackageArgs, BuiltPackage, build_app_package, write_zip
 from infra.storage import ImageStorage, ImageStorageArgs
 from infra.vault import AppSecrets, AppSecretsArgs
-from infra.webapp import WebApp, WebAppArgs
+from infra.webapp import BUILD_SETTINGS, WebApp, WebAppArgs
 
 Packager = Callable[[stack_config.StackConfig], BuiltPackage]
 
@@ -48,7 +49,7 @@ class Common(TypedDict):
 
 
 def default_packager(cfg: stack_config.StackConfig) -> BuiltPackage:
-    """Build the real package: `app/` + locked dependencies for the site's Python."""
+    """Build the real package: `app/` + the locked runtime requirements, zipped."""
     return build_app_package(python_version=cfg.web.python_version)
 
 
@@ -127,6 +128,10 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             delegated_subnet_id=private_network.db_subnet_id if private_network else None,
             private_dns_zone_id=private_network.postgres_zone_id if private_network else None,
             firewall_rules=db.firewall_rules,
+            auth=db.auth,
+            tenant_id=client.tenant_id,
+            owner_identity_name=names.database_owner_identity,
+            app_role=names.web_app,
         ),
     )
 
@@ -160,6 +165,7 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             values={
                 appsettings.CLIENT_SECRET_NAMES[identity.platform]: client_secret,
                 "database-url": database.database_url,
+                **({"database-owner-url": database.owner_url} if database.owner_url is not None else {}),
             },
             generated=["flask-secret-key"],
             purge_protection=cfg.production,
@@ -184,16 +190,13 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
         resource_values["appinsights_connection_string"] = monitoring.connection_string
     if registration:
         resource_values[appsettings.CREATED_CLIENT_ID] = registration.client_id
+    if database.owner_client_id is not None:
+        resource_values[appsettings.DB_OWNER_CLIENT_ID] = database.owner_client_id
     app_settings = appsettings.render(
         sources,
         resources=resource_values,
         secret_uris=secrets.secret_uris,
-        platform={
-            "WEBSITE_RUN_FROM_PACKAGE": app_package.blob_url,
-            "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": platform_identity.identity_id,
-            "SCM_DO_BUILD_DURING_DEPLOYMENT": "false",
-            "PYTHONPATH": SITE_PYTHONPATH,
-        },
+        platform=BUILD_SETTINGS,
     )
     site = WebApp(
         "web",
@@ -207,12 +210,25 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             python_version=cfg.web.python_version,
             app_settings=app_settings,
             platform_identity_id=platform_identity.identity_id,
+            # The schema owner's identity runs the migrations at each start (database.py).
+            other_identity_ids=[database.owner_identity_id] if database.owner_identity_id else [],
             blob_data_scope=images.account_id,
             subnet=private_network.app_subnet if private_network else None,
             log_workspace_id=monitoring.workspace_id if monitoring else None,
         ),
         # The platform identity's roles must exist before the site first starts.
         opts=pulumi.ResourceOptions(depends_on=[platform_identity]),
+    )
+    # The code, once the site (with its build settings) exists and basic auth is off; Oryx builds it.
+    package_zip = package.zip_path or write_zip(package, BUILD_DIR / f"photoshare-{package.digest}.zip")
+    ZipDeploy(
+        "web-code",
+        ZipDeployArgs(
+            scm_url=site.default_host_name.apply(scm_url),
+            zip_path=str(package_zip),
+            digest=package.digest,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[site.app, site.scm_basic_auth, site.ftp_basic_auth]),
     )
     if private_network is None:
         AppFirewall(

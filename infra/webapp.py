@@ -1,4 +1,4 @@
-"""App Service: Linux plan + Python web app, hardened, with the app's code run from a package."""
+"""App Service: Linux plan + Python web app, hardened, built by App Service from the deployed zip."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from pulumi_azure_native import monitor, network, web
 from infra.identity import STORAGE_BLOB_DATA_CONTRIBUTOR, assign_role
 
 # The app's own gunicorn settings (gthread workers, 120 s timeout, logs to stdout), run as
-# `python -m` because the package has no console scripts (see infra/package.py), on the port
-# App Service's Python image routes to.
+# `python -m`, from the virtual environment the build automation made, on the port App Service's
+# Python image routes to.
 STARTUP_COMMAND = (
     "python -m gunicorn --config python:app.gunicorn_conf --bind=0.0.0.0:8000 'app:create_app()'"
 )
+# OneDeploy runs App Service's build automation (Oryx): a virtual environment from the package's
+# requirements.txt. Without it a zip deploy only unpacks, and the app finds no dependency.
+BUILD_SETTINGS = {"SCM_DO_BUILD_DURING_DEPLOYMENT": "true"}
 # Liveness, not readiness: App Service replaces instances its health check marks unhealthy, and
 # /readyz fails on every instance at once when PostgreSQL or Storage does.
 HEALTH_CHECK_PATH = "/healthz"
@@ -41,6 +44,7 @@ class WebAppArgs:
     python_version: str
     app_settings: Sequence[web.NameValuePairArgs]
     platform_identity_id: pulumi.Input[str]
+    other_identity_ids: Sequence[pulumi.Input[str]] = ()
     blob_data_scope: pulumi.Input[str]
     # The VNet integration subnet. The plan holds a service association link on it, so the plan
     # depends on it: `pulumi destroy` then deletes site and plan before Azure is asked to delete
@@ -89,7 +93,7 @@ class WebApp(pulumi.ComponentResource):
             client_affinity_enabled=False,  # sessions live in a signed cookie; any instance serves
             identity=web.ManagedServiceIdentityArgs(
                 type=web.ManagedServiceIdentityType.SYSTEM_ASSIGNED_USER_ASSIGNED,
-                user_assigned_identities=[args.platform_identity_id],
+                user_assigned_identities=[args.platform_identity_id, *args.other_identity_ids],
             ),
             key_vault_reference_identity=args.platform_identity_id,
             virtual_network_subnet_id=args.subnet.id if args.subnet else None,
@@ -110,7 +114,8 @@ class WebApp(pulumi.ComponentResource):
             tags=args.tags,
             opts=in_subnet,
         )
-        # Deployment goes through `pulumi up`, never FTP or Kudu with publishing passwords.
+        # Deployment goes through `pulumi up` with an Entra token (infra/deploy.py), never FTP or
+        # Kudu with publishing passwords.
         self.ftp_basic_auth = web.WebAppFtpAllowed(
             f"{name}-ftp-basic-auth",
             name=self.app.name,

@@ -213,7 +213,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["possibleOutboundIpAddresses"] = OUTBOUND_IPS
             state["outboundIpAddresses"] = OUTBOUND_IPS
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
-            state.update(principalId="platform-principal", clientId="platform-client")
+            who = "platform" if args.name == "platform-identity" else args.name
+            state.update(principalId=f"{who}-principal", clientId=f"{who}-client")
         elif typ == "azure-native:applicationinsights:Component":
             state["connectionString"] = "InstrumentationKey=00000000-0000-0000-0000-000000000000"
         elif typ == "random:index/randomPassword:RandomPassword":

@@ -76,7 +76,7 @@ def test_the_client_secret_is_a_key_vault_reference_to_its_own_secret(deployed, 
     assert contains_secret(stored.inputs["properties"])
     assert stored.plain["properties"]["value"] == CLIENT_SECRETS[platform]
     names = {s.plain["secretName"] for s in deployment.of_type("azure-native:keyvault:Secret")}
-    assert names == {secret_name, "database-url", "flask-secret-key"}
+    assert names == {secret_name, "database-url", "database-owner-url", "flask-secret-key"}
 
 
 def test_a_changed_client_secret_changes_the_reference_so_the_site_reads_it_at_once(deploy) -> None:

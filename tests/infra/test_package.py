@@ -1,29 +1,22 @@
-"""The deployment package: app code plus Linux wheels, built without touching the network here."""
+"""The deployment package: app code plus the locked requirements App Service builds from."""
 
 from __future__ import annotations
 
 import subprocess
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pulumi
 import pytest
 
-from infra.package import (
-    DEPENDENCY_DIR,
-    PLATFORM,
-    REPO_ROOT,
-    build_app_package,
-    export_command,
-    find_uv,
-    install_command,
-)
+from infra.package import REPO_ROOT, REQUIREMENTS, build_app_package, export_command, find_uv
 
 pytestmark = pytest.mark.infra
 
 
 class FakeUv:
-    """Plays `uv export` and `uv pip install --target` by writing what they would write."""
+    """Plays `uv export` by writing what it would write."""
 
     def __init__(self, requirements: str = "flask==3.1.3 --hash=sha256:abc\n") -> None:
         self.requirements = requirements
@@ -32,18 +25,8 @@ class FakeUv:
     def __call__(self, argv: Sequence[str], cwd: Path) -> None:
         argv = list(argv)
         self.commands.append(argv)
-        if argv[:2] == ["uv", "export"]:
-            Path(argv[argv.index("--output-file") + 1]).write_text(self.requirements)
-        elif argv[:3] == ["uv", "pip", "install"]:
-            target = Path(argv[argv.index("--target") + 1])
-            (target / "flask").mkdir(parents=True)
-            (target / "flask" / "__init__.py").write_text("")
-            (target / "bin").mkdir()
-            (target / "bin" / "flask").write_text("#!/home/builder/.venv/bin/python\n")
-
-    @property
-    def installs(self) -> int:
-        return sum(1 for c in self.commands if c[:3] == ["uv", "pip", "install"])
+        assert argv[:2] == ["uv", "export"], f"the package needs no other command: {argv}"
+        Path(argv[argv.index("--output-file") + 1]).write_text(self.requirements)
 
 
 @pytest.fixture
@@ -56,70 +39,57 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_package_holds_the_app_and_linux_dependencies(repo: Path) -> None:
-    uv = FakeUv()
-    built = build_app_package(
-        python_version="3.11", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv"
+def build(repo: Path, uv: FakeUv, python_version: str = "3.11", build_dir: str = ".build"):
+    return build_app_package(
+        python_version=python_version, repo_root=repo, build_dir=repo / build_dir, run=uv, uv="uv"
     )
+
+
+def test_package_holds_the_app_and_its_requirements(repo: Path) -> None:
+    built = build(repo, FakeUv())
     assert isinstance(built.archive, pulumi.AssetArchive)
-    assert set(built.archive.assets) == {"app", DEPENDENCY_DIR}
-    app_archive = built.archive.assets["app"]
-    assert isinstance(app_archive, pulumi.FileArchive)
-    staged = Path(app_archive.path)
-    assert (staged / "__init__.py").exists() and (staged / "templates" / "index.html").exists()
-    assert not (staged / "__pycache__").exists()
-    deps_archive = built.archive.assets[DEPENDENCY_DIR]
-    assert isinstance(deps_archive, pulumi.FileArchive)
-    deps = Path(deps_archive.path)
-    assert (deps / "flask" / "__init__.py").exists()
-    assert not (deps / "bin").exists(), "console scripts point at the build machine's Python"
+    assert set(built.archive.assets) == {"app", REQUIREMENTS}
+    assert built.zip_path is not None and built.zip_path.name == f"photoshare-{built.digest}.zip"
+    names = zipfile.ZipFile(built.zip_path).namelist()
+    assert sorted(names) == ["app/__init__.py", "app/templates/index.html", REQUIREMENTS]
+    assert zipfile.ZipFile(built.zip_path).read(REQUIREMENTS) == b"flask==3.1.3 --hash=sha256:abc\n"
 
 
-def test_only_runtime_dependencies_for_app_services_platform_are_installed(repo: Path) -> None:
+def test_only_the_locked_runtime_dependencies_are_exported(repo: Path) -> None:
     uv = FakeUv()
-    build_app_package(python_version="3.12", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv")
-    export, install = uv.commands
+    build(repo, uv)
+    (export,) = uv.commands
     assert "--no-default-groups" in export and "--frozen" in export and "--no-emit-project" in export
-    assert install[install.index("--python-platform") + 1] == PLATFORM
-    assert install[install.index("--python-version") + 1] == "3.12"
-    assert install[install.index("--only-binary") + 1] == ":all:"
-    assert "--require-hashes" in install
+    assert "--no-hashes" not in export
 
 
-def test_dependencies_are_cached_until_the_lock_or_python_changes(repo: Path) -> None:
+def test_the_same_inputs_give_the_same_zip_and_digest(repo: Path) -> None:
+    first = build(repo, FakeUv())
+    assert first.zip_path is not None
+    first_bytes = first.zip_path.read_bytes()
+    (repo / "app" / "__init__.py").touch()  # a new mtime, the same content
+    again = build(repo, FakeUv(), build_dir=".build-again")
+    assert again.digest == first.digest
+    assert again.zip_path is not None and again.zip_path.read_bytes() == first_bytes
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["code", "requirements", "python"],
+)
+def test_a_change_of_code_requirements_or_python_changes_the_digest(repo: Path, change: str) -> None:
+    before = build(repo, FakeUv())
     uv = FakeUv()
-    first = build_app_package(
-        python_version="3.11", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv"
-    )
-    again = build_app_package(
-        python_version="3.11", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv"
-    )
-    assert uv.installs == 1 and again.digest == first.digest
-    build_app_package(python_version="3.12", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv")
-    assert uv.installs == 2
-    uv.requirements += "pillow==12.0.0 --hash=sha256:def\n"
-    build_app_package(python_version="3.12", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv")
-    assert uv.installs == 3
-    assert len(list((repo / ".build").glob("deps-*"))) == 1
-
-
-def test_a_code_change_changes_the_digest_that_names_the_blob(repo: Path) -> None:
-    uv = FakeUv()
-    before = build_app_package(
-        python_version="3.11", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv"
-    )
-    (repo / "app" / "views.py").write_text("# new\n")
-    after = build_app_package(
-        python_version="3.11", repo_root=repo, build_dir=repo / ".build", run=uv, uv="uv"
-    )
-    assert before.digest != after.digest
-    assert len(after.digest) == 16
-
-
-def test_install_command_targets_the_package_directory() -> None:
-    argv = install_command(Path("req.txt"), Path("out"), "3.11")
-    assert argv[:3] == ["uv", "pip", "install"]
-    assert argv[argv.index("--target") + 1] == "out"
+    python_version = "3.11"
+    if change == "code":
+        (repo / "app" / "views.py").write_text("# new\n")
+    elif change == "requirements":
+        uv.requirements += "pillow==12.0.0 --hash=sha256:def\n"
+    else:
+        python_version = "3.12"
+    after = build(repo, uv, python_version=python_version)
+    assert before.digest != after.digest and len(after.digest) == 16
+    assert [p.name for p in (repo / ".build").glob("photoshare-*.zip")] == [f"photoshare-{after.digest}.zip"]
 
 
 def test_uv_is_found_where_make_deps_puts_it(tmp_path: Path, monkeypatch) -> None:
@@ -149,3 +119,4 @@ def test_the_real_export_leaves_out_infra_and_dev_dependencies(tmp_path: Path) -
     }
     assert {"flask", "gunicorn", "azure-storage-blob", "psycopg"} <= pinned
     assert not pinned & {"pulumi", "pulumi-azure-native", "pytest", "playwright", "testcontainers"}
+    assert "--hash=sha256:" in requirements.read_text(), "Oryx's pip install checks the lock's hashes"

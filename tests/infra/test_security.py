@@ -21,6 +21,7 @@ from tests.infra.conftest import (
     CLIENT_SECRETS,
     CREATED_APP_PASSWORD,
     MAIN_TENANT,
+    PLATFORM_CONFIGS,
     PLATFORMS,
     SUBSCRIPTION,
     TENANTS,
@@ -28,6 +29,7 @@ from tests.infra.conftest import (
     contains_secret,
     create_app,
     plain,
+    run,
 )
 
 pytestmark = pytest.mark.infra
@@ -93,7 +95,55 @@ def test_postgres_flexible_server_defaults_are_small_and_current(default) -> Non
     assert server["backup"]["backupRetentionDays"] == 7
     assert server["backup"]["geoRedundantBackup"] == "Disabled"
     assert server["highAvailability"]["mode"] == "Disabled"
-    assert server["authConfig"]["passwordAuth"] == "Enabled"
+
+
+def test_postgres_takes_microsoft_entra_tokens_and_no_password(default) -> None:
+    """Password authentication off, no administrator login: the only administrator is the
+    schema owner's managed identity (a service principal), in the deploying tenant."""
+    server = default.one("azure-native:dbforpostgresql:Server").plain
+    assert server["authConfig"] == {
+        "passwordAuth": "Disabled",
+        "activeDirectoryAuth": "Enabled",
+        "tenantId": MAIN_TENANT,
+    }
+    assert "administratorLogin" not in server and "administratorLoginPassword" not in server
+    passwords = default.of_type("random:index/randomPassword:RandomPassword")
+    assert [p.name for p in passwords] == ["secrets-flask-secret-key"]  # the session key only
+    owner = default.named("database-owner")
+    admin = default.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").plain
+    assert admin["principalType"] == "servicePrincipal"
+    assert admin["principalName"] == owner.plain["resourceName"]
+    assert admin["objectId"] == "database-owner-principal"
+    assert admin["tenantId"] == MAIN_TENANT
+    # One change at a time on a Flexible Server: after the database.
+    assert default.depends_on(
+        default.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"),
+        default.one("azure-native:dbforpostgresql:Database"),
+    )
+
+
+def test_the_app_and_its_migrations_reach_postgresql_without_a_password(default) -> None:
+    settings = default.app_settings
+    server = default.one("azure-native:dbforpostgresql:Server").plain["serverName"]
+    site = default.one(WEB_APP).plain["name"]
+    owner = default.named("database-owner").plain["resourceName"]
+    host = f"{server}.postgres.database.azure.com:5432/photoshare?sslmode=verify-full&sslrootcert=system"
+    urls = {
+        s.plain["secretName"]: s.plain["properties"]["value"]
+        for s in default.of_type("azure-native:keyvault:Secret")
+        if s.plain["secretName"].startswith("database-")
+    }
+    # The app's role is its system-assigned identity's, named as the site; the owner's is the
+    # user-assigned identity's, whose client id picks it.
+    assert urls == {
+        "database-url": f"postgresql://{site}@{host}",
+        "database-owner-url": f"postgresql://{owner}@{host}",
+    }
+    assert settings["DATABASE_AUTH"] == "entra"
+    assert settings["DATABASE_OWNER_URL"].startswith("@Microsoft.KeyVault(SecretUri=https://")
+    assert settings["DATABASE_OWNER_CLIENT_ID"] == "database-owner-client"
+    identities = default.one(WEB_APP).plain["identity"]["userAssignedIdentities"]
+    assert any(i.endswith(owner) for i in identities)
 
 
 def test_postgres_requires_tls(default) -> None:
@@ -108,18 +158,31 @@ def test_the_apps_database_exists(default) -> None:
     assert database["charset"] == "UTF8"
 
 
-def test_admin_password_is_generated_and_secret(default) -> None:
-    server = default.one("azure-native:dbforpostgresql:Server")
+@pytest.fixture(scope="module")
+def with_password() -> Deployment:
+    """The documented fallback: photoshare:dbAuth=password."""
+    return run({**PLATFORM_CONFIGS["b2c"], "photoshare:dbAuth": "password"})
+
+
+def test_with_the_password_fallback_the_admin_password_is_generated_and_secret(with_password) -> None:
+    server = with_password.one("azure-native:dbforpostgresql:Server")
+    assert server.plain["authConfig"]["passwordAuth"] == "Enabled"
     assert contains_secret(server.inputs["administratorLoginPassword"])
-    password = default.named("database-admin-password").plain
+    password = with_password.named("database-admin-password").plain
     assert password["length"] >= 32
-    assert "administratorLoginPassword" not in json.dumps(plain(default.outputs))
+    assert "administratorLoginPassword" not in json.dumps(plain(with_password.outputs))
+    assert with_password.app_settings["DATABASE_AUTH"] == "password"
+    assert "DATABASE_OWNER_URL" not in with_password.app_settings
+    assert with_password.of_type("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra") == []
 
 
-def test_database_url_in_key_vault_has_the_password_and_verifies_the_server(default) -> None:
+def test_with_the_password_fallback_database_url_has_the_password_and_verifies_the_server(
+    with_password,
+) -> None:
     """TLS with the server's certificate and name checked against the system's roots
     (Azure's PostgreSQL certificates chain to DigiCert Global Root G2 / Microsoft RSA Root
     CA 2017, both there); the app settings refuse anything weaker outside development."""
+    default = with_password
     secret = default.named("secrets-database-url")
     assert contains_secret(secret.inputs["properties"])
     url = secret.plain["properties"]["value"]
@@ -154,7 +217,7 @@ def test_key_vault_uses_rbac_in_the_deploying_tenant(deployed, platform) -> None
 
 def test_key_vault_holds_each_secret_as_a_pulumi_secret(default) -> None:
     secrets = {s.plain["secretName"]: s for s in default.of_type("azure-native:keyvault:Secret")}
-    assert set(secrets) == {"b2c-client-secret", "database-url", "flask-secret-key"}
+    assert set(secrets) == {"b2c-client-secret", "database-url", "database-owner-url", "flask-secret-key"}
     for secret in secrets.values():
         assert contains_secret(secret.inputs["properties"]), secret.name
     assert secrets["b2c-client-secret"].plain["properties"]["value"] == CLIENT_SECRETS["b2c"]
@@ -193,22 +256,11 @@ def test_web_app_is_hardened(default) -> None:
 
 def test_web_app_has_a_system_identity_and_a_platform_identity(default) -> None:
     app = default.one(WEB_APP).plain
-    identity_id = default.one("azure-native:managedidentity:UserAssignedIdentity")
+    identity_id = default.named("platform-identity")
     assert app["identity"]["type"] == "SystemAssigned, UserAssigned"
-    [platform_id] = app["identity"]["userAssignedIdentities"]
+    platform_id, _database_owner = app["identity"]["userAssignedIdentities"]
     assert platform_id.endswith(identity_id.plain["resourceName"])
     assert app["keyVaultReferenceIdentity"] == platform_id
-    assert default.app_settings["WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"] == platform_id
-
-
-def test_code_is_run_from_the_private_package_blob_without_a_sas(default) -> None:
-    blob = default.one("azure-native:storage:Blob").plain
-    url = default.app_settings["WEBSITE_RUN_FROM_PACKAGE"]
-    assert url.endswith(f"/packages/{blob['blobName']}")
-    assert blob["blobName"] == "photoshare-0123456789abcdef.zip"
-    assert "?" not in url and "sig=" not in url
-    assert default.app_settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "false"
-    assert default.app_settings["PYTHONPATH"] == "/home/site/wwwroot/python_packages"
 
 
 def test_role_assignments_grant_exactly_what_each_identity_needs(default) -> None:

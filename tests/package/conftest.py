@@ -20,13 +20,13 @@ from devstack.appserver import Site
 from devstack.fake_identity.server import FakeIdentityServer
 from devstack.fake_identity.tls import TlsFiles
 from devstack.stack import identity_env
-from infra.package import build_app_package, write_zip
+from infra.package import REQUIREMENTS, build_app_package, write_zip
 from tests.conftest import register_app
 from tests.package.deployed import (
     VERSION,
     Deployment,
     Layout,
-    make_bare_venv,
+    build_venv,
     make_home,
     make_writable,
     readable_copy,
@@ -44,8 +44,8 @@ RUN_AS = "nobody" if os.geteuid() == 0 else None
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Build with infra's builder for this Python, write the zip, unpack it read-only, and make
-    the bare interpreter that runs it.
+    """Build with infra's builder for this Python, write the zip, unpack it read-only, and build
+    the virtual environment that runs it from the package's own requirements.
 
     The build dir is a fresh temp dir: every run exercises the whole build as a first `pulumi up`
     does, shares nothing with infra/.build, and uv's own cache keeps it to about a second.
@@ -60,7 +60,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         built = build_app_package(python_version=VERSION, build_dir=tmp_path_factory.mktemp("package-build"))
         zip_path = write_zip(built, site_dir / "package.zip")
         wwwroot = unpack(zip_path, site_dir / "wwwroot")
-        python = make_bare_venv(interpreter, site_dir / "python")
+        python = build_venv(interpreter, wwwroot / REQUIREMENTS, site_dir / "antenv")
         home = make_home(site_dir / "home", RUN_AS)
         yield Deployment(
             built=built,
@@ -96,7 +96,6 @@ def site_env(
             "flask-secret-key": secrets.token_hex(32),
         },
         storage_connection_string=services.storage_connection_string,
-        wwwroot=deployment.layout.wwwroot,
     )
     env["REQUESTS_CA_BUNDLE"] = env["CURL_CA_BUNDLE"] = str(bundle)
     return env

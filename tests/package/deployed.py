@@ -1,8 +1,10 @@
 """The deployment package laid out and started the way App Service runs it.
 
-The zip infra uploads is unpacked to a read-only `wwwroot`, started from there with infra's own
-startup command on a bare interpreter (no packages but the package's), with the app settings
-infra's plan gives, as an unprivileged user, behind the TLS front end.
+The zip infra deploys is unpacked to a read-only `wwwroot`, and a virtual environment is built
+from its own `requirements.txt` (hashes required, wheels only) on a fresh interpreter, as App
+Service's build automation (Oryx) builds `antenv`. The site starts from wwwroot with infra's own
+startup command, with the app settings infra's plan gives, as an unprivileged user, behind the
+TLS front end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import psycopg
 import requests
@@ -30,11 +32,9 @@ from devstack.fake_identity.tls import TlsFiles
 from devstack.process import LOOPBACK, ServiceError, free_port, run_as
 from infra import appsettings
 from infra.config import B2CConfig, DatabaseConfig, StackConfig, WebConfig
-from infra.package import DEPENDENCY_DIR, REPO_ROOT, SITE_PYTHONPATH, BuiltPackage
+from infra.package import REPO_ROOT, REQUIREMENTS, BuiltPackage, find_uv
 from infra.webapp import STARTUP_COMMAND
 
-# Where App Service mounts the package; SITE_PYTHONPATH is relative to it.
-SITE_WWWROOT = PurePosixPath("/home/site/wwwroot")
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 START_TIMEOUT = 60.0
 
@@ -84,11 +84,6 @@ def writable_paths(tree: Path) -> list[str]:
     return found
 
 
-def site_pythonpath(wwwroot: Path) -> str:
-    """SITE_PYTHONPATH, with the local wwwroot in place of App Service's mount point."""
-    return str(wwwroot / PurePosixPath(SITE_PYTHONPATH).relative_to(SITE_WWWROOT))
-
-
 # --- the interpreter -----------------------------------------------------------------------
 
 
@@ -136,6 +131,22 @@ def make_bare_venv(interpreter: Path, dest: Path) -> Path:
         capture_output=True,
     )
     return dest / "bin" / "python"
+
+
+def build_venv(interpreter: Path, requirements: Path, dest: Path) -> Path:
+    """The site's virtual environment, from the package's own requirements only (with their
+    hashes, binary wheels), as the build on App Service installs it. From uv's cache: the
+    suites never reach an index."""
+    python = make_bare_venv(interpreter, dest)
+    argv = [
+        find_uv(REPO_ROOT), "pip", "install", "--quiet", "--offline", "--python", str(python),
+        "--require-hashes", "--no-deps", "--only-binary", ":all:", "--requirement", str(requirements),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise ServiceError(f"installing {requirements} failed: {(done.stderr or done.stdout)[-2000:]}")
+    make_read_only(dest)
+    return python
 
 
 def run_python(
@@ -189,6 +200,9 @@ def stack_config(identity: Mapping[str, str], python_version: str) -> StackConfi
             network="vnet",
             firewall_rules=(),
             app_ip_slots=16,
+            # Locally the services take passwords: the app's side of Entra sign-in is
+            # tests/integration/test_database_entra.py's.
+            auth="password",
         ),
         web=WebConfig(sku="B1", capacity=1, python_version=python_version),
         storage_allow_shared_key=False,
@@ -199,6 +213,7 @@ def stack_config(identity: Mapping[str, str], python_version: str) -> StackConfi
         graph_endpoint=identity["GRAPH_ENDPOINT"],
         vnet_address_space="10.20.0.0/16",
         app_settings={},
+        environment="development",
     )
 
 
@@ -208,7 +223,6 @@ def site_settings(
     resources: Mapping[str, str],
     vault: Mapping[str, str],
     storage_connection_string: str,
-    wwwroot: Path,
 ) -> dict[str, str]:
     """The app settings infra's plan() gives the site, with local stand-ins for Azure's values.
 
@@ -233,8 +247,6 @@ def site_settings(
             if source.secret_name not in vault:
                 raise KeyError(f"{name}: no local stand-in for Key Vault secret {source.secret_name!r}")
             env[name] = vault[source.secret_name]
-    # The one platform setting the process sees that matters to Python (infra/program.py).
-    env["PYTHONPATH"] = site_pythonpath(wwwroot)
     return env
 
 
@@ -399,15 +411,11 @@ def package_problems(url: str, database_url: str) -> list[str]:
 
 
 def broken_copy(wwwroot: Path, dest: Path, remove: str) -> Path:
-    """A copy of the layout without one file or folder: `app/` copied, each top-level entry of
-    python_packages/ linked (no second install), the named path left out."""
+    """A copy of the layout without one file or folder, the named path left out."""
     dest.mkdir(parents=True)
     shutil.copytree(wwwroot / "app", dest / "app")
+    shutil.copyfile(wwwroot / REQUIREMENTS, dest / REQUIREMENTS)
     make_writable(dest)
-    deps = dest / DEPENDENCY_DIR
-    deps.mkdir()
-    for entry in (wwwroot / DEPENDENCY_DIR).iterdir():
-        (deps / entry.name).symlink_to(entry)
     target = dest / remove
     assert target.exists() or target.is_symlink(), f"{remove} is not in the package"
     if target.is_dir() and not target.is_symlink():
