@@ -1,9 +1,9 @@
 """Managed identities and their role assignments.
 
 The app itself runs as its system-assigned identity (blob data, user-delegation SAS). The
-platform's own reads before the app starts — Key Vault references and the run-from-package
-zip — use a user-assigned identity whose roles exist before the site does, so the very first
-start resolves them instead of racing the system identity's role assignments.
+platform's own read before the app starts — the Key Vault references — uses a user-assigned
+identity whose role exists before the site does, so the very first start resolves them instead
+of racing the system identity's role assignments.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pulumi_azure_native import authorization, managedidentity
 
 # Built-in role definition ids (the same GUID in every subscription).
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"  # incl. user delegation key
-STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
 
@@ -55,12 +54,11 @@ class PlatformIdentityArgs:
     identity_name: pulumi.Input[str]
     subscription_id: str
     vault_id: pulumi.Input[str]
-    package_container_id: pulumi.Input[str]
     tags: pulumi.Input[dict[str, str]]
 
 
 class PlatformIdentity(pulumi.ComponentResource):
-    """User-assigned identity with Key Vault Secrets User and read access to the package."""
+    """User-assigned identity with Key Vault Secrets User on the app's vault."""
 
     identity: managedidentity.UserAssignedIdentity
     identity_id: pulumi.Output[str]
@@ -85,15 +83,6 @@ class PlatformIdentity(pulumi.ComponentResource):
             principal_id=self.identity.principal_id,
             scope=args.vault_id,
             description="photoshare: resolve the web app's Key Vault references",
-            parent=self,
-        )
-        self.package_reader = assign_role(
-            f"{name}-package-reader",
-            subscription_id=args.subscription_id,
-            role=STORAGE_BLOB_DATA_READER,
-            principal_id=self.identity.principal_id,
-            scope=args.package_container_id,
-            description="photoshare: mount the run-from-package zip",
             parent=self,
         )
         self.identity_id = self.identity.id

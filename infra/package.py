@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from pulumi_azure_native import storage
-
-from infra.storage import hardened_account
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "infra" / ".build"
@@ -160,70 +157,3 @@ def write_zip(package: BuiltPackage, dest: Path) -> Path:
             else:
                 raise TypeError(f"write_zip cannot write {type(item).__name__} {name!r}")
     return dest
-
-
-@dataclass(kw_only=True)
-class AppPackageArgs:
-    """Inputs of AppPackage."""
-
-    resource_group_name: pulumi.Input[str]
-    location: pulumi.Input[str]
-    account_name: pulumi.Input[str]
-    tags: pulumi.Input[dict[str, str]]
-    package: BuiltPackage
-
-
-class AppPackage(pulumi.ComponentResource):
-    """A separate, private storage account holding a copy of the deployment zip.
-
-    The site no longer reads it (OneDeploy receives the zip itself, infra/deploy.py); it stays
-    while the platform identity's package reader role is scoped to its container.
-
-    Separate because pulumi-azure-native's Blob uploads with the account key
-    (pulumi/pulumi-azure-native#2015), while the images account keeps shared keys off.
-    Only the deploying identity uses the key; the site reads the zip with its identity.
-    """
-
-    account: storage.StorageAccount
-    container: storage.BlobContainer
-    blob: storage.Blob
-    blob_url: pulumi.Output[str]
-    container_id: pulumi.Output[str]
-
-    def __init__(self, name: str, args: AppPackageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("photoshare:package:AppPackage", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        self.account = hardened_account(
-            f"{name}-account",
-            account_name=args.account_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            allow_shared_key_access=True,
-            tags=args.tags,
-            opts=child,
-        )
-        self.container = storage.BlobContainer(
-            f"{name}-container",
-            account_name=self.account.name,
-            resource_group_name=args.resource_group_name,
-            container_name="packages",
-            public_access=storage.PublicAccess.NONE,
-            opts=child,
-        )
-        # A new name per content digest.
-        self.blob = storage.Blob(
-            f"{name}-zip",
-            account_name=self.account.name,
-            resource_group_name=args.resource_group_name,
-            container_name=self.container.name,
-            blob_name=f"photoshare-{args.package.digest}.zip",
-            type=storage.BlobType.BLOCK,
-            content_type="application/zip",
-            source=args.package.archive,
-            opts=child,
-        )
-
-        self.blob_url = self.blob.url
-        self.container_id = self.container.id
-        self.register_outputs({"blob_url": self.blob_url, "container_id": self.container_id})

@@ -22,7 +22,7 @@ from infra.identity import PlatformIdentity, PlatformIdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.naming import Names
 from infra.network import PrivateNetwork, PrivateNetworkArgs
-from infra.package import BUILD_DIR, AppPackage, AppPackageArgs, BuiltPackage, build_app_package, write_zip
+from infra.package import BUILD_DIR, BuiltPackage, build_app_package, write_zip
 from infra.storage import ImageStorage, ImageStorageArgs
 from infra.vault import AppSecrets, AppSecretsArgs
 from infra.webapp import BUILD_SETTINGS, WebApp, WebAppArgs
@@ -109,10 +109,6 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             soft_delete_days=cfg.blob_soft_delete_days,
         ),
     )
-    app_package = AppPackage(
-        "package",
-        AppPackageArgs(**common, account_name=names.storage_account("package"), package=package),
-    )
     db = cfg.database
     database = Database(
         "database",
@@ -178,7 +174,6 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             identity_name=names.identity,
             subscription_id=client.subscription_id,
             vault_id=secrets.vault_id,
-            package_container_id=app_package.container_id,
         ),
     )
 

@@ -15,7 +15,6 @@ import pytest
 from infra.identity import (
     KEY_VAULT_SECRETS_USER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
-    STORAGE_BLOB_DATA_READER,
 )
 from tests.infra.conftest import (
     CLIENT_SECRETS,
@@ -76,12 +75,9 @@ def test_blob_soft_delete_is_on(default) -> None:
     assert service["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
 
 
-def test_package_storage_is_private_too(default) -> None:
-    account = default.named("package-account").plain
-    assert account["allowBlobPublicAccess"] is False
-    assert account["minimumTlsVersion"] == "TLS1_2"
-    assert account["enableHttpsTrafficOnly"] is True
-    assert default.named("package-container").plain["publicAccess"] == "None"
+def test_the_only_storage_account_is_the_images_one(default) -> None:
+    """The code goes to the site itself (OneDeploy): no account holds a copy of it."""
+    assert [a.name for a in default.of_type(STORAGE)] == ["storage-account"]
 
 
 # --- Database -----------------------------------------------------------------------------------
@@ -276,7 +272,6 @@ def test_role_assignments_grant_exactly_what_each_identity_needs(default) -> Non
     assert assignments == {
         ("web-system-principal", role(STORAGE_BLOB_DATA_CONTRIBUTOR), images),
         ("platform-principal", role(KEY_VAULT_SECRETS_USER), vault),
-        ("platform-principal", role(STORAGE_BLOB_DATA_READER), "packages"),
     }
     for assignment in default.of_type("azure-native:authorization:RoleAssignment"):
         assert assignment.plain["principalType"] == "ServicePrincipal"
