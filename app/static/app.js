@@ -1,6 +1,7 @@
 // The gallery page: the user's email (the source article's fetchUserEmail, done right), uploads
 // one request per file with a progress bar each, "Load more" through the API's cursor, and
-// deletes after a confirmation. Without script the form posts every file in one request.
+// deletes after a confirmation; on the viewer, the arrow keys go to the previous and next photo.
+// Without script the form posts every file in one request.
 "use strict";
 
 const SIGN_IN_AGAIN = "your session ended: sign in again";
@@ -84,6 +85,7 @@ function photoItem(photo) {
   image.src = photo.thumbnail_url;
   image.alt = photo.filename;
   item.querySelector(".name").textContent = photo.filename;
+  item.querySelector(".confirm").setAttribute("aria-label", "Delete " + photo.filename + "?");
   return item;
 }
 
@@ -129,10 +131,19 @@ async function loadMore(button) {
 
 // --- deleting -------------------------------------------------------------------------------
 
+// Focus follows the question: onto "Yes" when it appears, back onto "Delete" when it goes.
 function askToDelete(item, asking) {
-  item.querySelector("button.delete").hidden = asking;
+  const button = item.querySelector("button.delete");
+  button.hidden = asking;
   item.querySelector(".confirm").hidden = !asking;
-  if (asking) item.querySelector("button.confirm-yes").focus();
+  (asking ? item.querySelector("button.confirm-yes") : button).focus();
+}
+
+// After a removal, keyboard focus lands on the neighbouring photo rather than on nothing.
+function focusAfterRemoving(item) {
+  const neighbour = item.nextElementSibling || item.previousElementSibling;
+  const target = neighbour ? neighbour.querySelector("a.thumb") : document.getElementById("file");
+  if (target) target.focus();
 }
 
 async function deletePhoto(item) {
@@ -140,6 +151,7 @@ async function deletePhoto(item) {
   const name = item.querySelector(".name").textContent;
   const error = item.querySelector(".error");
   const buttons = item.querySelectorAll("button");
+  const focused = item.contains(document.activeElement); // disabling the buttons drops the focus
   buttons.forEach((button) => { button.disabled = true; });
   error.hidden = true;
   let status = 0;
@@ -157,6 +169,7 @@ async function deletePhoto(item) {
   }
   buttons.forEach((button) => { button.disabled = false; });
   if (status === 204 || status === 404) {
+    if (focused) focusAfterRemoving(item);
     item.remove();
     refreshEmptyState();
     if (status === 404) showGalleryMessage(name + " was already deleted.");
@@ -173,6 +186,27 @@ function onGalleryClick(event) {
   if (button.classList.contains("delete")) askToDelete(item, true);
   else if (button.classList.contains("confirm-no")) askToDelete(item, false);
   else if (button.classList.contains("confirm-yes")) deletePhoto(item);
+}
+
+function onGalleryKeydown(event) {
+  if (event.key !== "Escape") return;
+  const confirm = event.target.closest(".confirm");
+  const item = confirm && !confirm.hidden && confirm.closest("li[data-photo-id]");
+  if (!item) return;
+  event.preventDefault();
+  askToDelete(item, false);
+}
+
+// --- the viewer -----------------------------------------------------------------------------
+
+function onViewerKeydown(event) {
+  if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey || event.defaultPrevented) return;
+  if (event.target.closest("input, textarea, select, [contenteditable]")) return;
+  const id = { ArrowLeft: "previous", ArrowRight: "next" }[event.key];
+  const link = id && document.getElementById(id);
+  if (!link) return;
+  event.preventDefault();
+  window.location.assign(link.href);
 }
 
 // --- uploading ------------------------------------------------------------------------------
@@ -248,7 +282,11 @@ async function uploadAll(form, input, button) {
 document.addEventListener("DOMContentLoaded", function () {
   fetchUserEmail();
   const list = gallery();
-  if (list) list.addEventListener("click", onGalleryClick);
+  if (list) {
+    list.addEventListener("click", onGalleryClick);
+    list.addEventListener("keydown", onGalleryKeydown);
+  }
+  if (document.getElementById("viewer-image")) document.addEventListener("keydown", onViewerKeydown);
   const more = document.getElementById("load-more");
   if (more) more.addEventListener("click", () => loadMore(more));
   const form = document.getElementById("upload-form");
