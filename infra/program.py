@@ -23,6 +23,7 @@ from infra.monitoring import Monitoring, MonitoringArgs
 from infra.naming import Names
 from infra.network import PrivateNetwork, PrivateNetworkArgs
 from infra.package import BUILD_DIR, BuiltPackage, build_app_package, write_zip
+from infra.propagation import Propagation
 from infra.storage import ImageStorage, ImageStorageArgs
 from infra.vault import AppSecrets, AppSecretsArgs
 from infra.webapp import BUILD_SETTINGS, WebApp, WebAppArgs
@@ -177,6 +178,12 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
         ),
     )
 
+    propagation = Propagation(
+        "role-propagation",
+        after=[platform_identity.secrets_user.id],
+        opts=pulumi.ResourceOptions(depends_on=[platform_identity]),
+    )
+
     resource_values: dict[str, pulumi.Input[str]] = {
         "storage_account_url": images.blob_endpoint,
         "storage_container": images.container_name,
@@ -207,12 +214,14 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             platform_identity_id=platform_identity.identity_id,
             # The schema owner's identity runs the migrations at each start (database.py).
             other_identity_ids=[database.owner_identity_id] if database.owner_identity_id else [],
+            # The platform identity's role must exist, and have had time to reach App Service,
+            # before the site first starts; so must the owner's place as the server's administrator.
+            start_after=[propagation, *([database.entra_admin] if database.owner is not None else [])],
             blob_data_scope=images.account_id,
             subnet=private_network.app_subnet if private_network else None,
             log_workspace_id=monitoring.workspace_id if monitoring else None,
         ),
-        # The platform identity's roles must exist before the site first starts.
-        opts=pulumi.ResourceOptions(depends_on=[platform_identity]),
+        opts=pulumi.ResourceOptions(depends_on=[platform_identity, propagation, database]),
     )
     # The code, once the site (with its build settings) exists and basic auth is off; Oryx builds it.
     package_zip = package.zip_path or write_zip(package, BUILD_DIR / f"photoshare-{package.digest}.zip")

@@ -45,6 +45,9 @@ class WebAppArgs:
     app_settings: Sequence[web.NameValuePairArgs]
     platform_identity_id: pulumi.Input[str]
     other_identity_ids: Sequence[pulumi.Input[str]] = ()
+    # What the site's first start needs in place (roles, their propagation): a component's own
+    # depends_on does not order its children's creation, so the site itself waits for these.
+    start_after: Sequence[pulumi.Resource] = ()
     blob_data_scope: pulumi.Input[str]
     # The VNet integration subnet. The plan holds a service association link on it, so the plan
     # depends on it: `pulumi destroy` then deletes site and plan before Azure is asked to delete
@@ -70,6 +73,9 @@ class WebApp(pulumi.ComponentResource):
         super().__init__("photoshare:webapp:WebApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         in_subnet = pulumi.ResourceOptions(parent=self, depends_on=[args.subnet] if args.subnet else [])
+        site_after = pulumi.ResourceOptions.merge(
+            in_subnet, pulumi.ResourceOptions(depends_on=list(args.start_after))
+        )
 
         self.plan = web.AppServicePlan(
             f"{name}-plan",
@@ -112,7 +118,7 @@ class WebApp(pulumi.ComponentResource):
                 vnet_route_all_enabled=False,
             ),
             tags=args.tags,
-            opts=in_subnet,
+            opts=site_after,
         )
         # Deployment goes through `pulumi up` with an Entra token (infra/deploy.py), never FTP or
         # Kudu with publishing passwords.
