@@ -74,6 +74,7 @@ def entra_database(services: Services, identity: FakeIdentityServer) -> Iterator
     lines = [f"hostssl all {role} 127.0.0.1/32 scram-sha-256\n" for role in (app_role, owner_role)]
     hba.write_text("".join(lines) + original)
     identities = identity.fake.managed_identities
+    identities.issued.clear()  # what this test's site is issued, from here on
     owner_client_id = str(uuid.uuid4())
     identities.user_assigned.add(owner_client_id)
     role_of = {identities.system_client_id: app_role, owner_client_id: owner_role}
@@ -174,12 +175,15 @@ def test_the_app_signs_in_to_postgresql_with_its_identitys_tokens(
     assert seen == [(entra_database.app_role,)]  # the pool: the app's role only
 
 
-def test_without_a_managed_identity_the_database_is_named_misconfigured(
+def test_a_refused_identity_token_names_the_database_misconfigured(
     entra_database: EntraDatabase, start_app: Callable[..., Site], client_factory: Callable[..., AppClient]
 ):
-    env = {**entra_database.env, "IDENTITY_ENDPOINT": "", "IDENTITY_HEADER": ""}
+    """The site's identity endpoint refuses (here: a wrong IDENTITY_HEADER, as with no identity
+    turned on): /readyz names the database as misconfigured, not as down."""
+    env = {**entra_database.env, "IDENTITY_HEADER": "not-the-sites"}
     site = start_app(workers=1, **env)
     ready = client_factory(site).get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] == "database_token_failed"
     assert "managed identity" in ready.json()["message"]
+    assert entra_database.issued_to(entra_database.identities.system_client_id) == []

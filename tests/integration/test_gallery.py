@@ -390,6 +390,13 @@ def test_the_header_fits_a_phone(page: Page, app_server: Site, screenshot: Calla
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     header = page.locator("header").bounding_box()
     assert header is not None and header["height"] < 80, header
+    # One line: the brand and every item of the header's navigation share a row.
+    rows = page.evaluate(
+        "[...document.querySelectorAll('header .brand, header nav > *')]"
+        ".map(e => { const r = e.getBoundingClientRect(); return [r.top, r.bottom]; })"
+    )
+    middles = [(top + bottom) / 2 for top, bottom in rows]
+    assert len(middles) >= 3 and max(middles) - min(middles) < 8, rows
     fonts = page.evaluate(
         "[...document.querySelectorAll('button')].map(b => getComputedStyle(b).fontFamily)"
         ".concat(getComputedStyle(document.body).fontFamily)"
