@@ -66,6 +66,7 @@ class FakeKudu(HttpsThread):
         self._latest: str | None = None
         self._next_failure: tuple[str, ...] | None = None
         self.refused = 0
+        self.conflicts = 0  # uploads answered 409 while a deployment was in progress
 
     def wsgi_app(self) -> Any:
         return self._wsgi
@@ -93,6 +94,7 @@ class FakeKudu(HttpsThread):
             self._latest = None
             self._next_failure = None
             self.refused = 0
+            self.conflicts = 0
 
     # --- the protocol ---------------------------------------------------------------------------
 
@@ -143,6 +145,15 @@ class FakeKudu(HttpsThread):
             return Response("type must be zip here", status=400)
         body = request.get_data()
         with self._lock:
+            running = self._deployments.get(self._latest or "")
+            if running is not None and running.status not in (FAILED, SUCCESS):
+                # Kudu takes one deployment at a time; the one in progress moves on meanwhile.
+                running.polls += 1
+                self.conflicts += 1
+                return Response(
+                    "There is a deployment currently in progress. Please try again when it completes.",
+                    status=409,
+                )
             failure, self._next_failure = self._next_failure, None
             deployment = _Deployment(
                 id=uuid.uuid4().hex,

@@ -86,17 +86,23 @@ class KuduDeployment:
         with requests.Session() as session:
             # async: App Service's front end ends a request after about 230 s, a build takes longer.
             # clean: the zip's entries carry a constant date, and Kudu skips files whose date matches.
-            response = session.post(
-                f"{self.scm_url}/api/publish",
-                params={"type": "zip", "async": "true", "clean": "true"},
-                data=zip_path.read_bytes(),
-                headers={**self._headers(), "Content-Type": "application/zip"},
-                verify=self.verify,
-                timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            deadline = time.monotonic() + self.timeout_seconds
+            while True:
+                response = session.post(
+                    f"{self.scm_url}/api/publish",
+                    params={"type": "zip", "async": "true", "clean": "true"},
+                    data=zip_path.read_bytes(),
+                    headers={**self._headers(), "Content-Type": "application/zip"},
+                    verify=self.verify,
+                    timeout=REQUEST_TIMEOUT_SECONDS,
+                )
+                # 409: Kudu runs one deployment at a time (another `pulumi up`, or a build still
+                # going); this one waits its turn within the same deadline.
+                if response.status_code != 409 or time.monotonic() >= deadline:
+                    break
+                self.sleep(self.poll_seconds)
             _raise_for(response, "uploading the package")
             status_url = response.headers.get("Location") or f"{self.scm_url}/api/deployments/latest"
-            deadline = time.monotonic() + self.timeout_seconds
             while True:
                 record = self._get(session, status_url).json()
                 status = record.get("status")

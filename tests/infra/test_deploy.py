@@ -123,6 +123,29 @@ def test_a_deployment_still_building_at_the_deadline_fails(
         deployment.run(package_zip)
 
 
+def test_a_deployment_in_progress_is_waited_for(
+    fresh_kudu: FakeKudu, package_zip: Path, tls: TlsFiles
+) -> None:
+    """Kudu answers 409 while another deployment runs (a second `pulumi up`, a build still
+    going): the upload waits its turn, then deploys."""
+
+    def deployment(timeout: float) -> deploy.KuduDeployment:
+        return deploy.KuduDeployment(
+            scm_url=fresh_kudu.base_url,
+            credential=StaticCredential(),
+            verify=str(tls.ca_pem),
+            poll_seconds=0,
+            timeout_seconds=timeout,
+        )
+
+    with pytest.raises(DeploymentFailed, match="still pending"):
+        deployment(0).run(package_zip)  # leaves one in progress
+    record = deployment(5).run(package_zip)
+    assert record["status"] == deploy.SUCCESS
+    assert fresh_kudu.conflicts >= 1
+    assert len(fresh_kudu.uploads()) == 2
+
+
 def test_only_a_new_digest_or_site_redeploys(fresh_kudu: FakeKudu, package_zip: Path, tls: TlsFiles) -> None:
     zip_deploy = provider(tls)
     olds = zip_deploy.create(props(fresh_kudu, package_zip)).outs
