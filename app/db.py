@@ -381,6 +381,19 @@ class Database:
                 ).fetchall()
         return [Photo(**row) for row in rows]
 
+    def neighbours(self, photo: Photo) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """The ids of the photos just newer and just older than this one in the gallery's
+        order (newest first): keyset queries on (owner_oid, created_at, id), the older one
+        the gallery's own next page."""
+        with self.connection() as conn:
+            newer = conn.execute(
+                "SELECT id FROM photos WHERE owner_oid = %s AND (created_at, id) > (%s, %s)"
+                " ORDER BY created_at, id LIMIT 1",
+                (photo.owner_oid, photo.created_at, photo.id),
+            ).fetchone()
+        older = self.list_photos(photo.owner_oid, limit=1, before=(photo.created_at, photo.id))
+        return (newer["id"] if newer else None), (older[0].id if older else None)
+
     def get_photo(self, owner_oid: str, photo_id: uuid.UUID) -> Photo | None:
         with self.connection() as conn:
             row = conn.execute(

@@ -119,7 +119,7 @@ def view_photo(photo_id: str) -> Any:
     photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
     if photo is None:
         abort(404, description="No such photo: it was deleted, or it is not yours.")
-    newer, older = _neighbours(photo)
+    newer, older = get_db().neighbours(photo)
     return render_template(
         "viewer.html",
         photo=photo,
@@ -130,24 +130,6 @@ def view_photo(photo_id: str) -> Any:
         newer=newer,
         older=older,
     )
-
-
-def _neighbours(photo: Photo) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-    """The photos before and after this one in the gallery's order (newest first), each one
-    indexed query on (owner_oid, created_at, id)."""
-    key = (photo.owner_oid, photo.created_at, photo.id)
-    with get_db().connection() as conn:
-        newer = conn.execute(
-            "SELECT id FROM photos WHERE owner_oid = %s AND (created_at, id) > (%s, %s)"
-            " ORDER BY created_at, id LIMIT 1",
-            key,
-        ).fetchone()
-        older = conn.execute(
-            "SELECT id FROM photos WHERE owner_oid = %s AND (created_at, id) < (%s, %s)"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            key,
-        ).fetchone()
-    return (newer["id"] if newer else None), (older["id"] if older else None)
 
 
 def _human_size(size: int) -> str:
