@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,17 +22,23 @@ from dotenv import dotenv_values
 
 from app.settings import IdentitySettings, SettingsError
 from devstack.appserver import PROJECT_ROOT, AppServer
-from devstack.process import LOOPBACK, ServiceError
+from devstack.process import ServiceError, port_is_free
 from devstack.stack import PLATFORMS, REAL_TENANT_SETTINGS, LocalStack
 
 _IDENTITY_PREFIXES = ("AZURE_AD_B2C_", "EXTERNAL_ID_", "IDENTITY_PLATFORM", "AZURE_AUTHORITY", "GRAPH_")
 
 
+def _identity_values(env_file: Path) -> dict[str, str]:
+    """The non-empty values of .env, and the environment's identity settings over them."""
+    values = {k: v for k, v in dotenv_values(env_file).items() if v} if env_file.exists() else {}
+    values.update({k: v for k, v in os.environ.items() if k.startswith(_IDENTITY_PREFIXES) and v})
+    return values
+
+
 def _identity_settings(env_file: Path) -> tuple[str, dict[str, str]]:
     """The platform, and its real tenant's settings from .env / the environment: empty unless
     all four required ones are set."""
-    values = {k: v for k, v in dotenv_values(env_file).items() if v} if env_file.exists() else {}
-    values.update({k: v for k, v in os.environ.items() if k.startswith(_IDENTITY_PREFIXES) and v})
+    values = _identity_values(env_file)
     platform = values.get("IDENTITY_PLATFORM", "b2c").strip().lower()
     if all(values.get(name) for name in REAL_TENANT_SETTINGS.get(platform, ())):
         return platform, {k: v for k, v in values.items() if k.startswith(_IDENTITY_PREFIXES)}
@@ -43,8 +48,7 @@ def _identity_settings(env_file: Path) -> tuple[str, dict[str, str]]:
 def _partly_set(env_file: Path, platform: str) -> list[str]:
     """The platform's required tenant settings .env / the environment leave empty, when some
     of them are set: a copied sample, say, which would otherwise fall back to the fake unsaid."""
-    values = {k: v for k, v in dotenv_values(env_file).items() if v} if env_file.exists() else {}
-    values.update({k: v for k, v in os.environ.items() if k.startswith(_IDENTITY_PREFIXES) and v})
+    values = _identity_values(env_file)
     required = REAL_TENANT_SETTINGS.get(platform, ())
     missing = [name for name in required if not values.get(name)]
     return missing if len(missing) < len(required) else []
@@ -58,15 +62,6 @@ def _real_settings_problems(real: dict[str, str]) -> list[str]:
     except SettingsError as exc:
         return exc.problems
     return []
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return True
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         print("  (remove them all to use the fake tenant instead)", file=sys.stderr)
         return 2
-    if not real and (missing := _partly_set(args.env_file, platform)):
+    missing = [] if real else _partly_set(args.env_file, platform)
+    if missing:
         print(
             f"note: {', '.join(missing)} not set, so the fake {name} tenant is used; set "
             f"{'it' if len(missing) == 1 else 'them'} in {args.env_file.name} to use your real tenant",
@@ -100,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if real:
         print(f"using your real {name} tenant: its settings are in {args.env_file.name} or the environment")
     else:
-        partly = _partly_set(args.env_file, platform)
-        why = "some of its settings are missing" if partly else "no real tenant settings"
+        why = "some of its settings are missing" if missing else "no real tenant settings"
         print(f"using the fake {name} tenant ({why} in {args.env_file.name} or the environment)")
-    if _port_in_use(args.port):
+    if not port_is_free(args.port):
         print(
             f"error: port {args.port} is already in use (another `make dev`, or another server): "
             f"stop it, or choose another port: PORT={args.port + 1} make dev",
