@@ -585,8 +585,10 @@ def with_system_roots(url: str) -> str:
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    if ("sslrootcert", "system") not in query:
+        return url
     bundle = ssl.get_default_verify_paths().cafile
-    if ("sslrootcert", "system") not in query or bundle is None:
+    if bundle is None:
         return url
     query = [(k, bundle if (k, v) == ("sslrootcert", "system") else v) for k, v in query]
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
