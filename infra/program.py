@@ -221,7 +221,6 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             subnet=private_network.app_subnet if private_network else None,
             log_workspace_id=monitoring.workspace_id if monitoring else None,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[platform_identity, propagation, database]),
     )
     # The code, once the site (with its build settings) exists and basic auth is off; Oryx builds it.
     package_zip = package.zip_path or write_zip(package, BUILD_DIR / f"photoshare-{package.digest}.zip")
