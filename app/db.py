@@ -248,12 +248,18 @@ class Database:
 
         With an owner (`DATABASE_OWNER_URL`) the migrations run as it, and the app's role is
         then granted what the app does with the data, on every table and sequence of the schema,
-        present and future (default privileges), and nothing else.
+        present and future (default privileges), and nothing else. The grants (and an Entra
+        role's creation) hold the same lock: concurrent GRANTs on one object fail in PostgreSQL
+        ("tuple concurrently updated").
         """
         url, connection = self.url, self._connection
         if self.owner_url is not None:
             url, connection = self.owner_url, self._owner_connection
-        with _as_causes(), connection.connect(url, autocommit=True, connect_timeout=10) as conn:
+        with (
+            _as_causes(),
+            connection.connect(url, autocommit=True, connect_timeout=10) as conn,
+            _migration_lock(conn),
+        ):
             applied = _apply_migrations(conn)
             if self.owner_url is not None:
                 role = self._app_role()
@@ -506,26 +512,32 @@ def _pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     return [version for version, _sql in _migration_files() if version not in done]
 
 
-def _apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
-    """Apply what is pending, holding the advisory lock; `conn` is in autocommit mode."""
-    applied: list[str] = []
+@contextmanager
+def _migration_lock(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """The advisory lock every instance's migrating queues on; `conn` is in autocommit mode."""
     conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for version, sql in _migration_files():
-            if version in done:
-                continue
-            with conn.transaction():
-                conn.execute(sql)  # trusted files shipped with the app
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-            log.info("applied migration %s", version)
-            applied.append(version)
+        yield
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+
+
+def _apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Apply what is pending; the caller holds `_migration_lock`."""
+    applied: list[str] = []
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, script in _migration_files():
+        if version in done:
+            continue
+        with conn.transaction():
+            conn.execute(script)  # trusted files shipped with the app
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        log.info("applied migration %s", version)
+        applied.append(version)
     return applied
 
 

@@ -16,13 +16,17 @@ from app.db import Database
 from tests.integration.client import AppClient, make_image
 
 
-def test_instances_starting_together_apply_the_schema_once(fresh_database):
+def test_instances_starting_together_apply_the_schema_once(services, fresh_database):
+    """As the app's settings say (the owner migrates, then grants the app's role): the grants
+    race too, and PostgreSQL refuses concurrent GRANTs on one table."""
+    roles = services.app_database(fresh_database)
     results: list[list[str]] = []
     errors: list[BaseException] = []
 
     def migrate() -> None:
         try:
-            results.append(Database(url=fresh_database).migrate())
+            database = Database(url=roles["DATABASE_URL"], owner_url=roles.get("DATABASE_OWNER_URL"))
+            results.append(database.migrate())
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
