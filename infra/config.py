@@ -645,8 +645,11 @@ def _capacity(r: _Reader, sku: str) -> int:
 def _vnet_address_space(r: _Reader) -> str:
     space = r.text("vnetAddressSpace", "10.20.0.0/16") or ""
     try:
-        if ipaddress.IPv4Network(space).prefixlen > 23:
-            r.problems.append(f"{r.key('vnetAddressSpace')} must be /23 or larger (two /24 subnets)")
+        if ipaddress.IPv4Network(space).prefixlen > 22:
+            r.problems.append(
+                f"{r.key('vnetAddressSpace')} must be /22 or larger: three /24 subnets (the app, "
+                f"PostgreSQL, Key Vault's private endpoint), got {space}"
+            )
     except ValueError:
         r.problems.append(f"{r.key('vnetAddressSpace')} must be an IPv4 CIDR block, got {space!r}")
     return space

@@ -116,5 +116,10 @@ class Names:
         return self._name("vnet", "vnet", 64)
 
     @property
+    def key_vault_private_endpoint(self) -> str:
+        """2–64 letters, digits, underscores, periods and hyphens, starting with a letter or digit."""
+        return self._name("pep-kv", "pep-kv", 64)
+
+    @property
     def app_registration_display_name(self) -> str:
         return f"{self.project} ({self.stack})"

@@ -25,7 +25,7 @@ from infra.network import PrivateNetwork, PrivateNetworkArgs
 from infra.package import BUILD_DIR, BuiltPackage, build_app_package, write_zip
 from infra.propagation import Propagation
 from infra.storage import ImageStorage, ImageStorageArgs
-from infra.vault import AppSecrets, AppSecretsArgs
+from infra.vault import AppSecrets, AppSecretsArgs, VaultPrivateEndpoint
 from infra.webapp import BUILD_SETTINGS, WebApp, WebAppArgs
 
 Packager = Callable[[stack_config.StackConfig], BuiltPackage]
@@ -166,6 +166,16 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             },
             generated=["flask-secret-key"],
             purge_protection=cfg.production,
+            # In the VNet, the vault has no public endpoint: the site reads it through this one.
+            private_endpoint=(
+                VaultPrivateEndpoint(
+                    name=names.key_vault_private_endpoint,
+                    subnet_id=private_network.endpoint_subnet_id,
+                    dns_zone_id=private_network.vault_zone_id,
+                )
+                if private_network
+                else None
+            ),
         ),
     )
     platform_identity = PlatformIdentity(
@@ -215,8 +225,13 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
             # The schema owner's identity runs the migrations at each start (database.py).
             other_identity_ids=[database.owner_identity_id] if database.owner_identity_id else [],
             # The platform identity's role must exist, and have had time to reach App Service,
-            # before the site first starts; so must the owner's place as the server's administrator.
-            start_after=[propagation, *([database.entra_admin] if database.owner is not None else [])],
+            # before the site first starts; so must the owner's place as the server's administrator,
+            # and in the VNet the vault's private endpoint with its DNS record.
+            start_after=[
+                propagation,
+                *([database.entra_admin] if database.owner is not None else []),
+                *secrets.private_access,
+            ],
             blob_data_scope=images.account_id,
             subnet=private_network.app_subnet if private_network else None,
             log_workspace_id=monitoring.workspace_id if monitoring else None,

@@ -45,13 +45,15 @@ class WebAppArgs:
     app_settings: Sequence[web.NameValuePairArgs]
     platform_identity_id: pulumi.Input[str]
     other_identity_ids: Sequence[pulumi.Input[str]] = ()
-    # What the site's first start needs in place (roles, their propagation): a component's own
-    # depends_on does not order its children's creation, so the site itself waits for these.
+    # What the site's first start needs in place (roles, their propagation, Key Vault's private
+    # endpoint and its DNS record): a component's own depends_on does not order its children's
+    # creation, so the site itself waits for these; `pulumi destroy` then deletes the site first.
     start_after: Sequence[pulumi.Resource] = ()
     blob_data_scope: pulumi.Input[str]
     # The VNet integration subnet. The plan holds a service association link on it, so the plan
     # depends on it: `pulumi destroy` then deletes site and plan before Azure is asked to delete
-    # the subnet (which it refuses while the link exists).
+    # the subnet (which it refuses while the link exists). Given, all outbound traffic is routed
+    # into the VNet.
     subnet: network.Subnet | None = None
     log_workspace_id: pulumi.Input[str] | None = None
 
@@ -76,6 +78,19 @@ class WebApp(pulumi.ComponentResource):
         site_after = pulumi.ResourceOptions.merge(
             in_subnet, pulumi.ResourceOptions(depends_on=list(args.start_after))
         )
+        # In the VNet, every outbound call goes through it. Key Vault is reachable there only
+        # through its private endpoint, and "Linux applications that connect to private endpoints
+        # must be explicitly configured to route all traffic through the virtual network"
+        # (MicrosoftDocs/azure-docs articles/app-service/app-service-key-vault-references.md,
+        # "Access network-restricted vaults"): `outboundVnetRouting.allTraffic`, which also covers
+        # the platform's own configuration traffic such as resolving the references, with the
+        # legacy `vnetRouteAllEnabled` kept in agreement (articles/app-service/
+        # configure-vnet-integration-routing.md). The internet stays reachable without a NAT
+        # gateway: "When all traffic routing is enabled, outbound traffic is still sent from the
+        # addresses that are listed in your app properties, unless you provide routes that direct
+        # the traffic elsewhere" (articles/app-service/overview-vnet-integration.md, "Application
+        # routing"), and the integration subnet has no route table.
+        route_all = args.subnet is not None
 
         self.plan = web.AppServicePlan(
             f"{name}-plan",
@@ -114,9 +129,9 @@ class WebApp(pulumi.ComponentResource):
                 http20_enabled=True,
                 health_check_path=HEALTH_CHECK_PATH,
                 remote_debugging_enabled=False,
-                # Only private (RFC 1918) traffic goes through the VNet: the database.
-                vnet_route_all_enabled=False,
+                vnet_route_all_enabled=route_all,
             ),
+            outbound_vnet_routing=web.OutboundVnetRoutingArgs(all_traffic=True) if route_all else None,
             tags=args.tags,
             opts=site_after,
         )

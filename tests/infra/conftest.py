@@ -103,6 +103,8 @@ NAME_KEYS = {
     "azure-native:network:Subnet": "subnetName",
     "azure-native:privatedns:PrivateZone": "privateZoneName",
     "azure-native:privatedns:VirtualNetworkLink": "virtualNetworkLinkName",
+    "azure-native:network:PrivateEndpoint": "privateEndpointName",
+    "azure-native:network:PrivateDnsZoneGroup": "privateDnsZoneGroupName",
 }
 
 

@@ -284,6 +284,13 @@ def test_an_external_id_client_secret_kept_in_plain_text_is_refused() -> None:
             {"photoshare:dbNetwork": "public", "photoshare:dbFirewallRules": ["not-an-ip"]},
             "not an IPv4 address",
         ),
+        (
+            {"photoshare:vnetAddressSpace": "10.20.0.0/23"},
+            "photoshare:vnetAddressSpace must be /22 or larger: three /24 subnets (the app, PostgreSQL, "
+            "Key Vault's private endpoint), got 10.20.0.0/23",
+        ),
+        ({"photoshare:vnetAddressSpace": "10.20.0.0"}, "must be /22 or larger"),
+        ({"photoshare:vnetAddressSpace": "not-a-cidr"}, "must be an IPv4 CIDR block"),
         ({"photoshare:appSettings": {"NOT_DECLARED": "1"}}, "declares no such setting"),
         ({"photoshare:appSettings": {"DATABASE_URL": "postgresql://x"}}, "secrets come from Key Vault"),
         ({"photoshare:appSettings": {"APP_ENV": "development"}}, "set by infra itself"),

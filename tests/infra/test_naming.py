@@ -32,6 +32,10 @@ RULES = {
     ),
     "identity": (lambda n: n.identity, re.compile(r"^(?=.{3,128}$)[a-zA-Z0-9][a-zA-Z0-9_-]*$")),
     "vnet": (lambda n: n.virtual_network, re.compile(r"^(?=.{2,64}$)[a-zA-Z0-9][-\w.]*\w$")),
+    "key vault private endpoint": (
+        lambda n: n.key_vault_private_endpoint,
+        re.compile(r"^(?=.{2,64}$)[a-zA-Z0-9][-\w.]*\w$"),
+    ),
 }
 STACKS = ["dev", "dev-alice", "Dev.Alice_Smith", "ci-1234567890-1", LONG_A, LONG_B, "x"]
 

@@ -23,6 +23,7 @@ from tests.infra.conftest import (
 pytestmark = pytest.mark.infra
 
 FIREWALL = "azure-native:dbforpostgresql:FirewallRule"
+SUBNET = "azure-native:network:Subnet"
 
 
 def test_public_database_gets_narrow_rules_and_the_apps_outbound_addresses(deploy) -> None:
@@ -53,11 +54,19 @@ def test_public_database_gets_narrow_rules_and_the_apps_outbound_addresses(deplo
 
 def test_vnet_database_creates_the_private_network(default) -> None:
     assert len(default.of_type("azure-native:network:VirtualNetwork")) == 1
-    assert len(default.of_type("azure-native:network:Subnet")) == 2
-    zone = default.one("azure-native:privatedns:PrivateZone").plain
+    subnets = {s.plain["subnetName"]: s.plain["addressPrefix"] for s in default.of_type(SUBNET)}
+    assert subnets == {"app": "10.20.0.0/24", "postgres": "10.20.1.0/24", "endpoints": "10.20.2.0/24"}
     server = default.one("azure-native:dbforpostgresql:Server").plain["serverName"]
-    assert zone["privateZoneName"] == f"{server}.private.postgres.database.azure.com"
-    assert default.one("azure-native:privatedns:VirtualNetworkLink").plain["registrationEnabled"] is False
+    zones = {
+        z.name: z.plain["privateZoneName"] for z in default.of_type("azure-native:privatedns:PrivateZone")
+    }
+    assert zones == {
+        "network-postgres-zone": f"{server}.private.postgres.database.azure.com",
+        "network-vault-zone": "privatelink.vaultcore.azure.net",
+    }
+    links = default.of_type("azure-native:privatedns:VirtualNetworkLink")
+    assert len(links) == 2
+    assert all(link.plain["registrationEnabled"] is False for link in links)
 
 
 def test_outbound_address_slots_repeat_spares_and_refuse_too_many() -> None:

@@ -83,15 +83,6 @@ def test_an_unknown_environment_is_refused(deploy) -> None:
         deploy({"photoshare:environment": "prod"})
 
 
-@pytest.mark.parametrize("db_network", ["vnet", "public"])
-def test_the_vault_stays_reachable_for_key_vault_references(deploy, db_network) -> None:
-    """App Service resolves references from outside the VNet unless a private endpoint and
-    route-all are in place, and it is no trusted service for references (infra/README.md)."""
-    properties = deploy({"photoshare:dbNetwork": db_network}).one(VAULT).plain["properties"]
-    assert properties["publicNetworkAccess"] == "Enabled"
-    assert properties["networkAcls"] == {"defaultAction": "Allow", "bypass": "AzureServices"}
-
-
 # --- Health check -------------------------------------------------------------------------------
 
 
