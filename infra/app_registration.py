@@ -3,7 +3,8 @@ itself, created in the identity directory (the B2C tenant or the external tenant
 
 One web app registration per platform, with the site's /auth/callback and / as redirect URIs,
 the one Graph *application* permission the email lookup needs (User.Read.All) and the sign-in
-scopes, all admin-consented here, and a client secret that lapses on a configured date.
+scopes, all admin-consented here, and a client secret that lapses a configured number of months
+after its creation (12 by default) or on a configured date.
 The deploying identity must be able to sign in to that tenant (e.g.
 `az login --tenant <tenant id> --allow-no-subscriptions`).
 """
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_azuread as azuread
 
 from app.settings import Platform
+from infra.secret_lifetime import DEFAULT_MONTHS, SecretEndDate
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_USER_READ_ALL_ROLE = "df021288-bdef-4463-88db-98f22de89214"  # application permission
@@ -62,7 +64,8 @@ class AppRegistrationArgs:
     display_name: str
     redirect_uri: pulumi.Input[str]
     post_logout_redirect_uri: pulumi.Input[str]
-    secret_end_date: str  # RFC 3339
+    secret_end_date: str | None = None  # RFC 3339; None: `secret_months` after the secret's creation
+    secret_months: int = DEFAULT_MONTHS
 
 
 class AppRegistration(pulumi.ComponentResource):
@@ -144,13 +147,24 @@ class AppRegistration(pulumi.ComponentResource):
         self.service_principal = azuread.ServicePrincipal(
             f"{name}-sp", client_id=self.application.client_id, opts=in_tenant
         )
-        # The end date cannot change in place: a later date creates a new password before the
-        # old one is deleted.
+        # A configured date, or one fixed when first computed (never `end_date_relative`,
+        # deprecated, nor "now + N" recomputed on every `pulumi up`, which would replace the
+        # password each run). Not in the tenant: a dynamic resource has no azuread provider.
+        end_date: pulumi.Input[str]
+        if args.secret_end_date is not None:
+            end_date = args.secret_end_date
+        else:
+            self.secret_lifetime = SecretEndDate(
+                f"{name}-secret-end-date", months=args.secret_months, opts=pulumi.ResourceOptions(parent=self)
+            )
+            end_date = self.secret_lifetime.end_date
+        # The end date cannot change in place: a new date creates a new password before the old
+        # one is deleted.
         self.password = azuread.ApplicationPassword(
             f"{name}-secret",
             application_id=self.application.id,
             display_name="photoshare sign-in and app-only Graph token",
-            end_date=args.secret_end_date,
+            end_date=end_date,
             opts=in_tenant,
         )
         graph = azuread.get_service_principal_output(

@@ -19,6 +19,7 @@ import pulumi
 
 from app.identity_errors import diagnose
 from app.settings import B2C_DIRECTORY, EXTERNAL_DIRECTORY, SETTINGS_BY_NAME, Directory, Invalid, Platform
+from infra.secret_lifetime import DEFAULT_MONTHS, MAX_DAYS, MAX_MONTHS
 
 NAMESPACE = "photoshare"
 
@@ -89,10 +90,13 @@ def _tenant_mixup(keys: PlatformKeys) -> str:
 TENANT_MIXUPS: dict[Platform, str] = {platform: _tenant_mixup(keys) for platform, keys in PLATFORMS.items()}
 TENANT_MIXUP = TENANT_MIXUPS["b2c"]
 
-# A client secret the program creates lapses on photoshare:appSecretEndDate. Entra allows at most
-# 24 months and recommends less than 12 (MicrosoftDocs/entra-docs
-# docs/identity-platform/how-to-add-credentials.md, "Add a client secret").
-APP_SECRET_MAX_DAYS = 730
+# A client secret the program creates lapses photoshare:appSecretMonths (default 12) after its
+# creation, or on photoshare:appSecretEndDate. Entra allows at most 24 months and recommends less
+# than 12 (MicrosoftDocs/entra-docs docs/identity-platform/how-to-add-credentials.md, "Add a client
+# secret"); the limits live with the resource that computes the date (infra/secret_lifetime.py).
+APP_SECRET_MAX_DAYS = MAX_DAYS
+APP_SECRET_MAX_MONTHS = MAX_MONTHS
+APP_SECRET_DEFAULT_MONTHS = DEFAULT_MONTHS
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 POSTGRES_VERSIONS = ("14", "15", "16", "17")
@@ -138,7 +142,10 @@ class DirectoryConfig:
     client_id: str | None  # None when create_app: the registration is created by the program
     client_secret: pulumi.Output[str] | None = field(repr=False)
     create_app: bool
-    secret_end_date: str | None = None  # RFC 3339, when create_app: the created secret lapses then
+    # When create_app: the created secret lapses on secret_end_date (RFC 3339) if configured, else
+    # secret_months after the secret's creation (infra/secret_lifetime.py fixes that date once).
+    secret_end_date: str | None = None
+    secret_months: int = APP_SECRET_DEFAULT_MONTHS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,6 +449,7 @@ class _Registration(TypedDict):
     client_secret: pulumi.Output[str] | None
     create_app: bool
     secret_end_date: str | None
+    secret_months: int
 
 
 def _registration(r: _Reader, keys: PlatformKeys) -> _Registration:
@@ -473,6 +481,7 @@ def _registration(r: _Reader, keys: PlatformKeys) -> _Registration:
         client_secret=client_secret,
         create_app=create_app,
         secret_end_date=_secret_end_date(r, create_app, create_key),
+        secret_months=_secret_months(r, create_app, create_key),
     )
 
 
@@ -512,29 +521,46 @@ def _client_secret(r: _Reader, key: str, variable: str) -> pulumi.Output[str] | 
     return secret
 
 
+def _only_with_create_app(r: _Reader, key: str, create_key: str) -> None:
+    r.problems.append(
+        f"{r.key(key)} only applies when the program creates the app registration "
+        f"({r.key(create_key)}=true); a secret you configure yourself lapses on the date "
+        "chosen when it was created"
+    )
+
+
+def _secret_months(r: _Reader, create_app: bool, create_key: str) -> int:
+    """How long the created client secret lives when no end date is configured. Another number
+    rotates it: the date is computed anew, and a new password replaces the old one."""
+    key = "appSecretMonths"
+    if not create_app:
+        if r.text(key) is not None:
+            _only_with_create_app(r, key, create_key)
+        return APP_SECRET_DEFAULT_MONTHS
+    return r.integer(
+        key,
+        APP_SECRET_DEFAULT_MONTHS,
+        low=1,
+        high=APP_SECRET_MAX_MONTHS,
+        why=f": Entra lets a client secret live at most {APP_SECRET_MAX_MONTHS} months",
+    )
+
+
 def _secret_end_date(r: _Reader, create_app: bool, create_key: str) -> str | None:
-    """When the client secret the program creates lapses. A later date rotates it: a password's
-    end date cannot change in place, so a new password replaces the old one."""
+    """An explicit date the client secret the program creates lapses on; None: appSecretMonths
+    after its creation. A later date rotates it: a password's end date cannot change in place, so
+    a new password replaces the old one."""
     key = "appSecretEndDate"
     raw = r.text(key)
     if not create_app:
         if raw is not None:
-            r.problems.append(
-                f"{r.key(key)} only applies when the program creates the app registration "
-                f"({r.key(create_key)}=true); a secret you configure yourself lapses on the date "
-                "chosen when it was created"
-            )
+            _only_with_create_app(r, key, create_key)
+        return None
+    if raw is None:
         return None
     today = datetime.datetime.now(datetime.UTC).date()
     latest = today + datetime.timedelta(days=APP_SECRET_MAX_DAYS)
     example = (today + datetime.timedelta(days=365)).isoformat()
-    if raw is None:
-        r.problems.append(
-            f"{r.key(key)} is required with {r.key(create_key)}=true: the date the client secret "
-            f"the program creates lapses (at most 24 months ahead), e.g. "
-            f"`pulumi config set {key} {example}`; a later date and `pulumi up` rotate it"
-        )
-        return None
     try:
         end = datetime.date.fromisoformat(raw)
     except ValueError:

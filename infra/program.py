@@ -143,7 +143,8 @@ def build(*, packager: Packager | None = None) -> dict[str, Any]:
                 display_name=names.app_registration_display_name,
                 redirect_uri=site_url + CALLBACK_PATH,
                 post_logout_redirect_uri=site_url + POST_LOGOUT_PATH,
-                secret_end_date=identity.secret_end_date or "",
+                secret_end_date=identity.secret_end_date,
+                secret_months=identity.secret_months,
             ),
         )
         if identity.create_app

@@ -22,6 +22,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.package import BuiltPackage
+from infra.secret_lifetime import SecretEndDateProvider
 
 MAIN_TENANT = "11111111-2222-4333-8444-555555555555"  # the deploying identity's directory
 B2C_TENANT = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
@@ -33,6 +34,8 @@ EXTERNAL_CLIENT_SECRET = "external-id-client-secret-from-config"  # noqa: S105 -
 CREATED_CLIENT_ID = "12121212-3434-4565-8787-909090909090"  # what the mocked Entra assigns
 CREATED_APP_PASSWORD = "generated-app-password"  # noqa: S105 - what the mocked Entra generates
 OUTBOUND_IPS = "20.1.1.1,20.1.1.2,20.1.1.3"
+# When the mocked engine creates a created secret's end date (infra/secret_lifetime.py).
+SECRET_CREATED = datetime.datetime(2026, 3, 31, 9, 15, 42, tzinfo=datetime.UTC)
 
 COMMON_CONFIG: dict[str, Any] = {
     "azure-native:location": "westeurope",
@@ -73,12 +76,12 @@ def secret_end_date(days: int = 180) -> str:
 
 
 def create_app(platform: str) -> dict[str, Any]:
-    """Overrides that let the program create the platform's app registration."""
+    """Overrides that let the program create the platform's app registration (its secret's end
+    date left to the default, 12 months after its creation)."""
     return {
         key(platform, "CreateApp"): True,
         key(platform, "ClientId"): None,
         key(platform, "ClientSecret"): None,
-        "photoshare:appSecretEndDate": secret_end_date(),
     }
 
 
@@ -227,6 +230,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["objectId"] = "app-sp-object"
         elif typ == "azuread:index/applicationPassword:ApplicationPassword":
             state["value"] = CREATED_APP_PASSWORD
+        elif typ == "pulumi-python:dynamic:Resource" and args.name.endswith("-secret-end-date"):
+            # The provider's own create, on a fixed clock: what the engine would store.
+            props = {k: v for k, v in inputs.items() if k != "__provider"}
+            state.update(SecretEndDateProvider(clock=lambda: SECRET_CREATED).create(props).outs or {})
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]

@@ -172,12 +172,19 @@ def test_external_id_keys_are_read_as_the_app_reads_its_settings(deploy) -> None
             "photoshare:b2cTenantName, photoshare:b2cClientSecret are keys of identityPlatform=b2c",
         ),
         (
-            {
-                "photoshare:externalIdClientId": None,
-                "photoshare:externalIdClientSecret": None,
-                "photoshare:externalIdCreateApp": True,
-            },
-            "photoshare:appSecretEndDate is required with photoshare:externalIdCreateApp=true",
+            {**create_app("external_id"), "photoshare:appSecretMonths": 25},
+            "photoshare:appSecretMonths must be between 1 and 24, got 25: Entra lets a client secret "
+            "live at most 24 months",
+        ),
+        ({**create_app("external_id"), "photoshare:appSecretMonths": 0}, "must be between 1 and 24, got 0"),
+        (
+            {**create_app("external_id"), "photoshare:appSecretMonths": "a year"},
+            "photoshare:appSecretMonths must be a whole number, got 'a year'",
+        ),
+        (
+            {"photoshare:appSecretMonths": 12},
+            "photoshare:appSecretMonths only applies when the program creates the app registration "
+            "(photoshare:externalIdCreateApp=true)",
         ),
         (
             {**create_app("external_id"), "photoshare:externalIdClientId": CLIENT_ID},
@@ -323,7 +330,7 @@ def test_every_problem_is_reported_at_once(deploy) -> None:
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_create_app_needs_no_client_id_or_secret(deploy, platform) -> None:
+def test_create_app_needs_no_client_id_secret_or_end_date(deploy, platform) -> None:
     deployment = deploy(create_app(platform), platform=platform)
     prefix = "AZURE_AD_B2C_" if platform == "b2c" else "EXTERNAL_ID_"
     assert deployment.app_settings[f"{prefix}CLIENT_ID"] != CLIENT_ID

@@ -123,10 +123,3 @@ def test_the_created_secret_lapses_on_the_configured_date_exported_as_an_output(
     assert "endDateRelative" not in password
     assert deployment.outputs["appSecretEndDate"] == f"{end}T00:00:00Z"
     assert "appSecretEndDate" not in deployment.secret_outputs
-
-
-def test_a_missing_end_date_is_refused_suggesting_one_twelve_months_ahead(deploy) -> None:
-    suggested = (datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=365)).isoformat()
-    with pytest.raises(ConfigError) as error:
-        deploy({**create_app("b2c"), "photoshare:appSecretEndDate": None})
-    assert f"`pulumi config set appSecretEndDate {suggested}`" in str(error.value)
