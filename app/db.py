@@ -8,15 +8,18 @@ outage) or DatabaseConfigurationError (a role, password, grant or database name 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
+import select
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from flask import Flask, current_app
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import args_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable, raised_as_causes
@@ -46,6 +49,13 @@ ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 _MIGRATION_LOCK_KEY = 0x70686F746F  # "photo"
 # The direct connection that finds out why the pool had none to give (libpq's minimum is 2 s).
 _PROBE_TIMEOUT = 2
+# A pooled connection back from a request less than this long ago, whose socket has nothing to
+# read, is handed out without the check's round trip (`Database._check`): a server that closed
+# it (a restart, a terminated backend) has made the socket readable. Longer idle ones are
+# checked with a query, which also finds connections a network path dropped silently.
+FRESH_SECONDS = 30.0
+# Photos of rows listed lately, kept per process (~1 KB each).
+PHOTOS_KEPT = 4096
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -139,6 +149,10 @@ class Photo:
     created_at: datetime
 
 
+# The photos table's columns in Photo's field order: a listing's rows become Photos positionally.
+_PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
+
+
 class Database:
     """The app's PostgreSQL access; bound to Flask with `init_app`.
 
@@ -171,18 +185,26 @@ class Database:
             min_size=1,
             max_size=max_connections,
             timeout=connect_timeout,
-            check=ConnectionPool.check_connection,
+            check=self._check,
             # psycopg_pool's reconnect back-off doubles without a cap; abandoning an attempt after
             # a few seconds lets the next request start a fresh one, so recovery after an outage
             # takes seconds, not minutes.
             reconnect_timeout=5,
-            kwargs={"connect_timeout": connect_timeout, "row_factory": dict_row},
+            # Autocommit: every query the app sends through the pool is a single statement, its
+            # own transaction; BEGIN and COMMIT would be two more round trips for each.
+            kwargs={"connect_timeout": connect_timeout, "row_factory": dict_row, "autocommit": True},
             connection_class=self._connection,
             open=False,
             name="photoshare",
         )
         self._opened = False
         self._open_lock = threading.Lock()
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The Photo of each row seen lately: a gallery page's rows are mostly the last page's,
+        # and a Photo shared is one not built again (Photos are frozen).
+        self._photo_of: Callable[..., Photo] = functools.lru_cache(maxsize=PHOTOS_KEPT)(Photo)
         # Whether the schema was found current; until it is, why not (an outage or the
         # configuration) and when that was last tried, so a retry comes at most every few seconds.
         self._schema_current = False
@@ -218,6 +240,14 @@ class Database:
     def close(self) -> None:
         self.pool.close()
 
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check before it hands a connection out: psycopg_pool's query, unless the
+        connection is fresh (see FRESH_SECONDS); raises for a connection that no longer works."""
+        returned = self._returned_at.get(conn)
+        if returned is not None and time.monotonic() - returned < FRESH_SECONDS and _quiet(conn):
+            return
+        ConnectionPool.check_connection(conn)
+
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; errors come out as DatabaseUnavailable or
@@ -228,7 +258,10 @@ class Database:
         with _as_causes():
             try:
                 with self.pool.connection() as conn:
-                    yield conn
+                    try:
+                        yield conn
+                    finally:
+                        self._returned_at[conn] = time.monotonic()
             except PoolTimeout as exc:
                 # The pool logs why it could not connect and raises only "no connection after
                 # N s": one direct attempt raises the real cause (a refused role, a dead server).
@@ -372,20 +405,20 @@ class Database:
     def list_photos(
         self, owner_oid: str, *, limit: int, before: tuple[datetime, uuid.UUID] | None = None
     ) -> list[Photo]:
-        """One indexed keyset query: newest first, strictly after the cursor when one is given."""
-        with self.connection() as conn:
+        """One indexed keyset query: newest first, strictly after the cursor when one is given.
+        Rows become Photos positionally, the same Photo for a row seen lately."""
+        with self.connection() as conn, conn.cursor(row_factory=args_row(self._photo_of)) as cur:
             if before is None:
-                rows = conn.execute(
-                    "SELECT * FROM photos WHERE owner_oid = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+                return cur.execute(
+                    f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE owner_oid = %s"  # noqa: S608  # fixed names
+                    " ORDER BY created_at DESC, id DESC LIMIT %s",
                     (owner_oid, limit),
                 ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT * FROM photos WHERE owner_oid = %s AND (created_at, id) < (%s, %s)"
-                    " ORDER BY created_at DESC, id DESC LIMIT %s",
-                    (owner_oid, before[0], before[1], limit),
-                ).fetchall()
-        return [Photo(**row) for row in rows]
+            return cur.execute(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE owner_oid = %s"  # noqa: S608  # fixed names
+                " AND (created_at, id) < (%s, %s) ORDER BY created_at DESC, id DESC LIMIT %s",
+                (owner_oid, before[0], before[1], limit),
+            ).fetchall()
 
     def neighbours(self, photo: Photo) -> tuple[uuid.UUID | None, uuid.UUID | None]:
         """The ids of the photos just newer and just older than this one in the gallery's
@@ -495,6 +528,20 @@ class Database:
                 (idle_seconds, batch),
             )
             return cursor.rowcount
+
+
+def _quiet(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is open and the server has sent nothing on it: a server
+    closing a connection (shutdown, a terminated backend) sends an error and EOF, which make the
+    socket readable."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return not poller.poll(0)
+    except (psycopg.OperationalError, OSError, ValueError):
+        return False
 
 
 def _migration_files() -> list[tuple[str, str]]:

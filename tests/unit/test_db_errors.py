@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from app.db import _MIGRATION_LOCK_KEY, Database, DatabaseConfigurationError, DatabaseUnavailable
 from app.service_errors import ConfigurationError, ServiceError, ServiceUnavailable
@@ -216,6 +217,37 @@ def test_a_busy_pool_is_an_outage_not_a_configuration_error(postgres):
 def test_a_bad_query_stays_a_bug(postgres):
     with opened(postgres.url) as db, pytest.raises(psycopg.errors.UndefinedTable), db.connection() as conn:
         conn.execute("SELECT * FROM no_such_table")
+
+
+def test_a_connection_the_server_ended_is_never_handed_out(postgres):
+    """A fresh connection is handed out without the check's query, unless its socket shows the
+    server ended it; a query on it would fail, so it is replaced before use."""
+    with opened(postgres.url, max_connections=1) as db:
+        with db.connection() as conn:
+            backend = conn.info.backend_pid
+        with db.connection() as conn:
+            assert conn.info.backend_pid == backend  # the pool's one connection, fresh
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        time.sleep(0.2)  # the server's goodbye reaches the socket
+        assert db.list_photos("someone", limit=1) == []
+        with db.connection() as conn:
+            assert conn.info.backend_pid != backend
+
+
+def test_a_connection_idle_for_long_is_checked_with_a_query(postgres, monkeypatch):
+    with opened(postgres.url, max_connections=1) as db:
+        with db.connection() as conn:
+            pass
+        checked: list[object] = []
+        monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(checked.append))
+        with db.connection():
+            pass
+        assert checked == []  # fresh and quiet: no round trip
+        monkeypatch.setattr("app.db.FRESH_SECONDS", 0.0)
+        with db.connection():
+            pass
+        assert checked == [conn]
 
 
 def test_first_use_applies_pending_migrations(postgres):
