@@ -253,7 +253,17 @@ class BlobStore:
         signs nothing and the URLs stay the same, which lets the browser cache the images.
         """
         disposition = attachment(download_as) if download_as is not None else None
-        return self._signed_url(name, int(self._clock() // self._window), disposition)
+        return self._signed_url(name, self.link_window(), disposition)
+
+    def link_window(self) -> int:
+        """The signing window now: every link read within one window is the same."""
+        return int(self._clock() // self._window)
+
+    def read_urls(self, window: int | None = None) -> Callable[[str], str]:
+        """`read_url` (no download name) for the many links of one page, all in one window:
+        now, or the `link_window()` given. The links and their cache are `read_url`'s."""
+        at, signed = self.link_window() if window is None else window, self._signed_url
+        return lambda name: signed(name, at, None)
 
     def _sign(self, name: str, window: int, disposition: str | None = None) -> str:
         window_start = datetime.fromtimestamp(window * self._window, UTC)

@@ -7,11 +7,15 @@ import binascii
 import io
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request
+from flask.blueprints import BlueprintSetupState
+from flask.json.provider import DefaultJSONProvider
+from flask.sansio.app import App
 from werkzeug.wrappers import Response
 
 from app.auth import login_required
@@ -33,19 +37,76 @@ MAX_PAGE = 100
 _FORMAT_NAMES = {"WEBP": "WebP"}
 
 
+def photos_json(photos: Sequence[Photo], *, window: int | None = None) -> list[dict[str, Any]]:
+    """Photos as the API answers them, their links all signed for one window (now, or the
+    `BlobStore.link_window()` given)."""
+    link = get_blobs().read_urls(window)
+    return [
+        {
+            "id": str(photo.id),
+            "filename": photo.filename,
+            "content_type": photo.content_type,
+            "size": photo.size,
+            "width": photo.width,
+            "height": photo.height,
+            "created_at": photo.created_at.isoformat(),
+            "url": link(photo.blob_name),
+            "thumbnail_url": link(photo.thumb_blob_name or photo.blob_name),
+        }
+        for photo in photos
+    ]
+
+
 def photo_json(photo: Photo) -> dict[str, Any]:
-    blobs = get_blobs()
-    return {
-        "id": str(photo.id),
-        "filename": photo.filename,
-        "content_type": photo.content_type,
-        "size": photo.size,
-        "width": photo.width,
-        "height": photo.height,
-        "created_at": photo.created_at.isoformat(),
-        "url": blobs.read_url(photo.blob_name),
-        "thumbnail_url": blobs.read_url(photo.thumb_blob_name or photo.blob_name),
-    }
+    return photos_json([photo])[0]
+
+
+# Photos kept as JSON text, per app (~1 KB each): all kept are dropped when there are more.
+PHOTO_TEXTS = 4096
+
+
+def _photo_texts(app: App) -> Callable[[Photo, int], str]:
+    """One photo's JSON text in one link window, kept: within a window its links are the same
+    (BlobStore.read_url), so a gallery page joins kept texts instead of building and encoding
+    its photos again. A text serves only a photo equal to the one it was made of (usually the
+    very same object, app.db keeps the Photos of rows seen lately)."""
+    json = app.json
+    kept: dict[tuple[uuid.UUID, int], tuple[Photo, str]] = {}
+
+    def text(photo: Photo, window: int) -> str:
+        key = (photo.id, window)
+        hit = kept.get(key)
+        if hit is not None and (hit[0] is photo or hit[0] == photo):
+            return hit[1]
+        made = json.dumps(photos_json([photo], window=window)[0], separators=(",", ":"))
+        if len(kept) >= PHOTO_TEXTS:
+            kept.clear()
+        kept[key] = (photo, made)
+        return made
+
+    return text
+
+
+@bp.record_once
+def _keep_photo_texts(state: BlueprintSetupState) -> None:
+    state.app.extensions["photo_texts"] = _photo_texts(state.app)
+
+
+def page_response(page: Sequence[Photo], next_cursor: str | None) -> Response:
+    """`jsonify({"photos": photos_json(page), "next_cursor": next_cursor})`, byte for byte, made
+    of the photos' kept JSON texts when the app's JSON is compact and unsorted, as it is
+    outside debug mode (create_app sets sort_keys off); made the plain way otherwise."""
+    app, json = current_app, current_app.json
+    if (
+        not isinstance(json, DefaultJSONProvider)
+        or json.sort_keys
+        or not (json.compact if json.compact is not None else not app.debug)
+    ):
+        return jsonify({"photos": photos_json(page), "next_cursor": next_cursor})
+    text, window = app.extensions["photo_texts"], get_blobs().link_window()
+    photos = ",".join([text(photo, window) for photo in page])
+    body = f'{{"photos":[{photos}],"next_cursor":{json.dumps(next_cursor)}}}\n'
+    return app.response_class(body, mimetype=json.mimetype)
 
 
 def encode_cursor(photo: Photo) -> str:
@@ -93,7 +154,7 @@ def index() -> Any:
     return render_template(
         "index.html",
         user=user,
-        photos=[photo_json(p) for p in page],
+        photos=photos_json(page),
         next_cursor=encode_cursor(page[-1]) if len(photos) > DEFAULT_PAGE else None,
         limits=upload_limits(),
     )
@@ -304,12 +365,7 @@ def list_photos() -> Any:
     before = decode_cursor(cursor) if cursor else None
     photos = get_db().list_photos(user["oid"], limit=limit + 1, before=before)
     page = photos[:limit]
-    return jsonify(
-        {
-            "photos": [photo_json(p) for p in page],
-            "next_cursor": encode_cursor(page[-1]) if len(photos) > limit else None,
-        }
-    )
+    return page_response(page, encode_cursor(page[-1]) if len(photos) > limit else None)
 
 
 @bp.get("/photos/<photo_id>")

@@ -59,6 +59,17 @@ def test_links_are_stable_within_a_window_and_always_valid_for_the_ttl():
     assert blobs.read_url("oid/other.png") != blobs.read_url("oid/a b.png")
 
 
+def test_a_pages_links_are_read_urls_links_in_one_window():
+    now = [1_800_000_449.0]
+    blobs = store(now)
+    window = blobs.link_window()
+    link = blobs.read_urls()
+    assert link("oid/a.png") == blobs.read_url("oid/a.png")
+    now[0] += 1  # the next window: links read for the page stay in the window it was read in
+    assert link("oid/b.png") == blobs.read_urls(window)("oid/b.png") != blobs.read_url("oid/b.png")
+    assert blobs.read_urls()("oid/b.png") == blobs.read_url("oid/b.png")
+
+
 # --- what a failure means, against a real Azurite ----------------------------------------------
 
 

@@ -451,3 +451,67 @@ def test_the_viewer_of_a_photo_that_is_not_the_callers_is_the_404_page(album: Fl
     page = response.get_data(as_text=True)
     assert "No such photo" in page
     assert "grace.jpg" not in page
+
+
+def adas_photo(i: int, **changes: Any) -> Photo:
+    fields: dict[str, Any] = {
+        "id": uuid.UUID(int=i + 1),
+        "owner_oid": USER["oid"],
+        "owner_email": None,
+        "blob_name": f"{USER['oid']}/{i}.jpg",
+        "thumb_blob_name": f"{USER['oid']}/{i}.thumb.jpg" if i % 2 else None,
+        "filename": f'Été à Zürich {i} "quoted".jpg',
+        "content_type": "image/jpeg",
+        "size": 1000 + i,
+        "width": 640,
+        "height": 480,
+        "created_at": datetime(2024, 5, 1, 10, 0, i, i * 1000 if i % 3 else 0, tzinfo=UTC),
+    }
+    return Photo(**{**fields, **changes})
+
+
+@pytest.fixture
+def adas_album() -> Iterator[tuple[Flask, Album]]:
+    settings = Settings.from_env(offline_environment())
+    db = Album(url=settings.database_url, photos=[adas_photo(i) for i in range(5)])
+    app = create_app(settings, db=db, sessions=AdasSessions(db), blobs=BlobStore.from_settings(settings))
+    yield app, db
+
+
+def plain_page(app: Flask, photos: list[Photo], next_cursor: str | None) -> bytes:
+    """The listing as jsonify makes it, photo by photo."""
+    from flask import jsonify
+
+    from app.views import photos_json
+
+    with app.test_request_context():
+        return jsonify({"photos": photos_json(photos), "next_cursor": next_cursor}).get_data()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_listing_is_jsonifys_answer_byte_for_byte(adas_album: tuple[Flask, Album], debug: bool):
+    app, db = adas_album
+    app.debug = debug
+    with app.test_client() as client:
+        client.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
+        sign_in(client)
+        newest = sorted(db.photos, key=lambda p: (p.created_at, p.id), reverse=True)
+        first = client.get("/api/photos?limit=3")
+        assert first.status_code == 200 and first.mimetype == "application/json"
+        cursor = body_of(first)["next_cursor"]
+        assert first.get_data() == plain_page(app, newest[:3], cursor)
+        assert client.get("/api/photos?limit=3").get_data() == first.get_data()  # from kept texts
+        rest = client.get(f"/api/photos?limit=3&cursor={cursor}")
+        assert rest.get_data() == plain_page(app, newest[3:], None)
+
+
+def test_a_changed_row_is_listed_as_it_is_now(adas_album: tuple[Flask, Album]):
+    app, db = adas_album
+    with app.test_client() as client:
+        client.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
+        sign_in(client)
+        assert body_of(client.get("/api/photos?limit=5"))["photos"][0]["filename"].startswith("Été")
+        db.photos = [adas_photo(4, filename="renamed.jpg")] + db.photos[:4]  # same id, same time
+        listed = client.get("/api/photos?limit=5")
+        assert body_of(listed)["photos"][0]["filename"] == "renamed.jpg"
+        assert listed.get_data() == plain_page(app, [db.photos[0], *db.photos[4:0:-1]], None)
