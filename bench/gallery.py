@@ -21,7 +21,8 @@ import requests
 
 from bench.report import Figure, Target
 
-LATENCY_RATIO_TARGET = 5
+LATENCY_RATIO_TARGET = 2  # gallery p50 at most twice /healthz's
+THROUGHPUT_RATIO_TARGET = 0.5  # gallery requests/s at least half /healthz's
 
 
 def seed_photos(database_url: str, owner_oid: str, count: int) -> None:
@@ -198,9 +199,9 @@ def _python_load(url: str, cookie: str, connections: int, seconds: float) -> flo
 def throughput(
     base_url: str, cookie: str, *, page_size: int, connections: int, seconds: float, runs: int, workers: int
 ) -> list[Figure]:
-    """Requests/s of the gallery API and of /healthz under the same closed-loop load: the median
-    of `runs` interleaved runs, because gthread workers share keep-alive connections unevenly
-    (a run where one worker takes most of them gets about half the throughput)."""
+    """Requests/s of the gallery API beside /healthz's under the same closed-loop load, as their
+    ratio: the median of `runs` interleaved runs of each, since one run can be unlucky on a
+    shared machine. The raw requests/s stay beside it; the ratio is what carries across machines."""
     load = _wrk if shutil.which("wrk") else _python_load
     api_url, health_url = f"{base_url}/api/photos?limit={page_size}", f"{base_url}/healthz"
     api_runs: list[float] = []
@@ -212,20 +213,21 @@ def throughput(
     return [
         Figure(
             4,
-            "gallery_throughput",
-            f"GET /api/photos?limit={page_size} under load",
-            api_rps,
-            "req/s",
-            None,
+            "gallery_throughput_ratio",
+            f"GET /api/photos?limit={page_size} under load: req/s ÷ /healthz req/s",
+            api_rps / health_rps,
+            "×",
+            Target("≥", THROUGHPUT_RATIO_TARGET),
             {
+                "api req/s": api_rps,
                 "api runs req/s": " / ".join(f"{r:.0f}" for r in api_runs),
                 "healthz req/s": health_rps,
-                "api ÷ healthz": api_rps / health_rps,
+                "healthz runs req/s": " / ".join(f"{r:.0f}" for r in health_runs),
             },
             note=(
                 f"{'wrk -t1' if load is _wrk else 'Python threads'}, {connections} connections, median of "
-                f"{runs} × {seconds:g} s per URL; gunicorn {workers} workers × threads as in "
-                "app/gunicorn_conf.py; reported, no target: it depends on the machine"
+                f"{runs} × {seconds:g} s per URL, interleaved; gunicorn {workers} workers × threads as "
+                "in app/gunicorn_conf.py"
             ),
         )
     ]
