@@ -4,7 +4,8 @@ Run as `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
 
 gthread workers: requests mostly wait on PostgreSQL, Blob Storage and Graph, so a few threads
 per process serve more than more processes would, and memory stays small (B1: 1.75 GB).
-Uploads stream through a spooled file, so a thread never holds a whole image in memory.
+Uploads stream into a temporary file as they arrive (app/uploads.py), so a thread never holds a
+whole image in memory.
 
 The master applies the schema once per instance before any worker starts (`on_starting`).
 """

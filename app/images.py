@@ -64,6 +64,9 @@ DECODE_WAIT_SECONDS = 30
 _DECODES = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 # Rows of the decoded image reduced at a time for the thumbnail: bands instead of a copy.
 _BAND_BYTES = 4 * 1024 * 1024
+# Read for the decoder at a time (Pillow reads 64 KiB): each read is a return to Python, which
+# must take the GIL back from the threads receiving and staging the same upload.
+DECODE_READ_BYTES = 4 * 1024 * 1024
 
 
 class InvalidImage(ValueError):
@@ -84,14 +87,43 @@ class DecoderBusy(ServiceUnavailable):
     }
 
 
-@contextmanager
-def _decode_slot() -> Iterator[None]:
+_slot = threading.local()  # whether this thread holds a decode slot now
+
+
+def _take_slot() -> None:
     if not _DECODES.acquire(timeout=DECODE_WAIT_SECONDS):
         raise DecoderBusy(f"no decode slot free after {DECODE_WAIT_SECONDS} s")
+    _slot.held = True
+
+
+def _give_slot() -> None:
+    if getattr(_slot, "held", False):
+        _slot.held = False
+        _DECODES.release()
+
+
+@contextmanager
+def _decode_slot() -> Iterator[None]:
+    _take_slot()
     try:
         yield
     finally:
-        _DECODES.release()
+        _give_slot()
+
+
+@contextmanager
+def decode_paused() -> Iterator[None]:
+    """This thread's decode slot given back while its decode waits for bytes still arriving,
+    taken again before it goes on. Only for a decode that holds little meanwhile: a baseline
+    JPEG in draft mode (`checked_as_it_arrives`), whose image is at most 1/64 of its pixels."""
+    if not getattr(_slot, "held", False):
+        yield
+        return
+    _give_slot()
+    try:
+        yield
+    finally:
+        _take_slot()
 
 
 @dataclass
@@ -138,19 +170,54 @@ def stored_as_sent(stream: IO[bytes]) -> bool:
         stream.seek(0)
 
 
+def may_be_stored_as_sent(stream: IO[bytes]) -> bool:
+    """Whether the upload's bytes are worth sending to storage (as uncommitted blocks) while it
+    is validated: a JPEG that `stored_as_sent` clears, or a PNG, GIF or WebP, whose location
+    metadata may follow the image data, so that only the end of the check tells (the blocks
+    are then dropped for a cleaned copy). Not a file whose first bytes name no accepted format."""
+    stream.seek(0)
+    fmt = sniff_format(stream.read(16))
+    stream.seek(0)
+    if fmt == "JPEG":
+        return stored_as_sent(stream)
+    return fmt is not None
+
+
+def checked_as_it_arrives(stream: IO[bytes]) -> bool:
+    """Whether `check_image` may run on this file while its bytes still arrive, waiting for
+    them: a baseline JPEG, decoded in draft mode, which holds little memory however long it
+    waits (with its slot given back, `decode_paused`), or a file refused from its first bytes
+    (no accepted format, a JPEG header that does not open). Any other file is checked once it
+    is all there: its decode holds the image meanwhile."""
+    stream.seek(0)
+    try:
+        fmt = sniff_format(stream.read(16))
+        if fmt != "JPEG":
+            return fmt is None
+        stream.seek(0)
+        with Image.open(stream, formats=["JPEG"]) as img:
+            return not img.info.get("progressive")
+    except (Image.DecompressionBombError, *_NOT_AN_IMAGE):
+        return True
+    finally:
+        stream.seek(0)
+
+
 def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
     """Validate a seekable upload and return what to store.
 
     JPEGs are decoded in draft mode (scaled down by up to 8 towards the thumbnail size),
     which still reads all the entropy-coded data, so a truncated file fails while memory
     stays small. Sizes and frame counts are checked from the headers, before any decode.
+
+    The stream is read from the start, and its end asked for only at the end, so it may be
+    a file still arriving whose reads wait for its bytes (app/uploads.py).
     """
-    stream.seek(0, io.SEEK_END)
-    size = stream.tell()
     stream.seek(0)
-    if size == 0:
+    head = stream.read(16)
+    if not head:
         raise InvalidImage("empty_file", "The file is empty.")
-    fmt = sniff_format(stream.read(16))
+    fmt = sniff_format(head)
     stream.seek(0)
     if fmt is None:
         raise InvalidImage("unsupported_type", "Only JPEG, PNG, GIF and WebP images are accepted.")
@@ -176,14 +243,15 @@ def check_image(stream: IO[bytes], *, max_pixels: int) -> CheckedImage:
             _check_cost(fmt, width, height, frame_cap, frames, max_pixels)
             if fmt == "JPEG":
                 img.draft("RGB", THUMBNAIL_SIZE)
+            img.decodermaxblock = DECODE_READ_BYTES
             img.load()
             exif = img.getexif()
             thumbnail = _thumbnail(img, exif)
             data: IO[bytes] = stream
             if _has_location(stream, fmt, exif):
                 data = _without_location(stream, fmt, exif)
-                size = data.seek(0, io.SEEK_END)
-                data.seek(0)
+            size = data.seek(0, io.SEEK_END)
+            data.seek(0)
     except InvalidImage:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open for huge claims

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Blocks of 4 MiB, two in flight: the upload streams from the spooled request file and
-# a worker's memory stays flat whatever the file size.
+# Blocks of 4 MiB, two in flight: the upload streams from the file the request body is
+# received into, and a worker's memory stays flat whatever the file size.
 BLOCK_SIZE = 4 * 1024 * 1024
 _UPLOAD_CONCURRENCY = 2
 _CACHE_CONTROL = "private, max-age=86400, immutable"
@@ -211,10 +211,14 @@ class BlobStore:
         with self.errors():
             self.in_container(write)
 
-    def stage(self, name: str, source: IO[bytes], *, length: int) -> StagedBlob:
-        """Start sending `source`'s bytes as uncommitted blocks of blob `name`, in the
-        background; the blob exists only once the returned `StagedBlob` is committed."""
-        return StagedBlob(self, name, source, length)
+    def stage(self, name: str, source: IO[bytes]) -> StagedBlob:
+        """Send `source`'s bytes, read from its start a block at a time, as uncommitted blocks of
+        blob `name`; return once all are sent or one failed. The source may be a file still
+        arriving, whose reads wait for its bytes. The blob exists only once the returned
+        `StagedBlob` is committed (which raises a block's failure)."""
+        staged = StagedBlob(self, name)
+        staged.send(source)
+        return staged
 
     def in_container(self, call: Callable[[], T]) -> T:
         """Run `call`; if the container is missing, create it and run `call` once more.
@@ -312,41 +316,52 @@ class StagedBlob:
 
     Staged blocks are invisible: no one can read them and there is no blob until `commit`, so
     a file that fails validation is never stored (Blob Storage discards uncommitted blocks
-    after a week). Blocks are read with `os.pread` from the file's descriptor, which leaves the
-    file position to the validating reader; two blocks of 4 MiB are in memory at most.
+    after a week). Two blocks are sent at a time and a third is read meanwhile: 12 MiB in
+    memory at most, whatever the file's size.
     """
 
-    def __init__(self, store: BlobStore, name: str, source: IO[bytes], length: int) -> None:
+    def __init__(self, store: BlobStore, name: str) -> None:
         self.name = name
         self._store = store
         self._blob = store.container.get_blob_client(name)
-        self._fd = source.fileno()  # a spooled file moves to disk here, before any thread reads
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stop = False
         self._block_ids: list[str] = []
+        self._futures: list[futures.Future[None]] = []
+        self._in_flight = threading.BoundedSemaphore(_UPLOAD_CONCURRENCY)
+
+    def send(self, source: IO[bytes]) -> None:
+        """Stage `source` from its start, block after block, until it ends or `abandon` is
+        called; waits for the blocks in flight before it returns or raises."""
         pool = futures.ThreadPoolExecutor(_UPLOAD_CONCURRENCY, thread_name_prefix="stage-block")
-        self._futures = []
-        for index, offset in enumerate(range(0, length, BLOCK_SIZE)):
-            block_id = base64.b64encode(f"{index:08d}".encode()).decode()  # same length for all
-            self._block_ids.append(block_id)
-            size = min(BLOCK_SIZE, length - offset)
-            self._futures.append(pool.submit(self._stage_block, block_id, offset, size))
-        pool.shutdown(wait=False)  # its threads end with the last block
+        try:
+            source.seek(0)
+            for index in itertools.count():
+                data = source.read(BLOCK_SIZE)
+                if not data:
+                    break
+                self._in_flight.acquire()
+                with self._lock:
+                    if self._stop:
+                        self._in_flight.release()
+                        break
+                    block_id = base64.b64encode(f"{index:08d}".encode()).decode()  # same length for all
+                    self._block_ids.append(block_id)
+                    future = pool.submit(self._stage_block, block_id, data)
+                    future.add_done_callback(lambda _: self._in_flight.release())
+                    self._futures.append(future)
+                del data
+        finally:
+            pool.shutdown(wait=True)
 
-    def _stage_block(self, block_id: str, offset: int, size: int) -> None:
-        if self._stop.is_set():
+    def _stage_block(self, block_id: str, data: bytes) -> None:
+        if self._stop:
             return
-        data = os.pread(self._fd, size, offset)
-        if len(data) != size:
-            raise OSError(f"the upload's file ended at {offset + len(data)} bytes, not {offset + size}")
         with self._store.errors():
-            self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=size))
-
-    def wait(self) -> None:
-        """Return once every block is staged or has failed (`commit` raises the failure)."""
-        futures.wait(self._futures)
+            self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=len(data)))
 
     def commit(self, *, content_type: str) -> None:
-        """Wait for every block, then make the blob from them; never overwrites."""
+        """Make the blob from the blocks sent; raises the first block's failure; never overwrites."""
         for future in self._futures:
             future.result()
         with self._store.errors():
@@ -359,8 +374,10 @@ class StagedBlob:
     def abandon(self) -> None:
         """Stage no more blocks and wait for those in flight, so no thread outlives the
         request; what was staged is never committed."""
-        self._stop.set()
-        self.wait()
+        with self._lock:
+            self._stop = True
+            pending = list(self._futures)
+        futures.wait(pending)
 
 
 def get_blobs() -> BlobStore:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent import futures
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request
 from flask.blueprints import BlueprintSetupState
@@ -19,14 +20,16 @@ from flask.sansio.app import App
 from werkzeug.wrappers import Response
 
 from app.auth import login_required
+from app.csrf import csrf
 from app.db import Photo, get_db
 from app.emails import resolve_email
 from app.errors import error_response, is_api_request
 from app.graph import GraphError
-from app.images import FORMATS, CheckedImage, InvalidImage, check_filename, check_image, stored_as_sent
+from app.images import FORMATS
 from app.service_errors import ConfigurationError, ServiceError
 from app.settings import get_settings
-from app.storage import BLOCK_SIZE, StagedBlob, get_blobs
+from app.storage import get_blobs
+from app.uploads import Pending, blob_name, received
 
 log = logging.getLogger(__name__)
 
@@ -205,100 +208,40 @@ def _human_size(size: int) -> str:
 
 
 @bp.post("/photos")
+@csrf.exempt  # checked by app/uploads.py as the body arrives, with Flask-WTF's validate_csrf
 @login_required
 def upload() -> Any:
     user = g.user
     if request.mimetype != "multipart/form-data":
+        csrf.protect()  # a refused token is named first, as on every other write
         abort(415, description="Send the images as multipart/form-data in the form field 'file'.")
-    files = [f for f in request.files.getlist("file") if f.filename or _has_content(f.stream)]
-    if not files:
-        abort(400, description="Attach one or more images in the form field 'file'.")
-    limit = get_settings().max_files_per_upload
-    if len(files) > limit:
-        abort(400, description=f"At most {limit} files per upload.")
-    # Validate every file before storing any: a bad file stores nothing.
-    pending: list[_Pending] = []
-    created: list[Photo] = []
-    try:
-        for upload in files:
-            if pending and pending[-1].staged is not None:
-                pending[-1].staged.wait()  # one file's blocks in memory at a time, however many files
-            pending.append(_validate(user["oid"], upload.filename, upload.stream))
-        owner_email = _known_email(user)
-        for item in pending:
-            created.append(_store(user["oid"], owner_email, item))
-    except BaseException:
-        for item in pending:
-            if item.staged is not None:
-                item.staged.abandon()
-        for photo in created:  # nothing is acknowledged unless all of it is in both stores
-            _remove(photo)
-        raise
+    with received(user["oid"]) as upload:
+        pending = upload.files
+        if not pending:
+            abort(400, description="Attach one or more images in the form field 'file'.")
+        created: list[Photo] = []
+        try:
+            owner_email = _known_email(user)
+            for item in pending:
+                created.append(_store(user["oid"], owner_email, item))
+        except BaseException:
+            for item in pending:
+                if item.staged is not None:
+                    item.staged.abandon()
+            for photo in created:  # nothing is acknowledged unless all of it is in both stores
+                _remove(photo)
+            raise
+        log.info(
+            "upload stored",
+            extra={
+                "files": len(created),
+                "bytes": sum(photo.size for photo in created),
+                **upload.phases_ms(time.perf_counter()),
+            },
+        )
     if is_api_request():
         return jsonify({"photos": [photo_json(p) for p in created]}), 201
     return redirect("/", code=303)
-
-
-@dataclass
-class _Pending:
-    """A validated upload, not yet stored; its blocks may already be staged."""
-
-    id: uuid.UUID
-    filename: str
-    image: CheckedImage
-    staged: StagedBlob | None
-
-
-def _validate(oid: str, client_filename: str | None, stream: IO[bytes]) -> _Pending:
-    """Check one file. A JPEG larger than a block is sent to storage while Pillow decodes it
-    (the decode releases the GIL), as blocks that become a blob only once `_store` commits
-    them: the upload costs about the longer of the two instead of their sum."""
-    try:
-        filename = check_filename(client_filename)
-    except InvalidImage as exc:
-        raise _naming(client_filename, exc) from exc
-    photo_id = uuid.uuid4()
-    size = stream.seek(0, io.SEEK_END)
-    stream.seek(0)
-    staged = None
-    if size > BLOCK_SIZE and stored_as_sent(stream):
-        staged = get_blobs().stage(_blob_name(oid, photo_id, FORMATS["JPEG"][1]), stream, length=size)
-    try:
-        image = check_image(stream, max_pixels=get_settings().max_image_pixels)
-    except BaseException as exc:
-        if staged is not None:
-            staged.abandon()
-        if isinstance(exc, InvalidImage):
-            raise _naming(filename, exc) from exc
-        raise
-    if staged is not None and image.data is not stream:  # not stored as sent after all
-        staged.abandon()
-        staged = None
-    return _Pending(photo_id, filename or f"image.{image.extension}", image, staged)
-
-
-def _naming(filename: str | None, exc: InvalidImage) -> InvalidImage:
-    """The same refusal with the file named first, so the answer to an upload of several files
-    says which one was refused: "notes.jpg is not an image: only JPEG, … are accepted."."""
-    name = filename if filename and filename.isprintable() else "A file"
-    if exc.code == "unsupported_type":
-        message = f"{name} is not an image: {exc.message[:1].lower()}{exc.message[1:]}"
-    else:
-        message = f"{name}: {exc.message}"
-    return InvalidImage(exc.code, message)
-
-
-def _blob_name(oid: str, photo_id: uuid.UUID, extension: str) -> str:
-    """Server-chosen, never the client's filename: `<owner oid>/<photo id>.<extension>`."""
-    return f"{oid}/{photo_id}.{extension}"
-
-
-def _has_content(stream: Any) -> bool:
-    """A form posted with no file chosen sends an empty part with an empty filename."""
-    stream.seek(0, 2)
-    size = stream.tell()
-    stream.seek(0)
-    return bool(size)
 
 
 def _known_email(user: dict[str, Any]) -> str | None:
@@ -310,40 +253,51 @@ def _known_email(user: dict[str, Any]) -> str | None:
         return None
 
 
-def _store(oid: str, owner_email: str | None, pending: _Pending) -> Photo:
-    """Blob(s) first, then the row; if the row fails, the blobs go."""
+def _store(oid: str, owner_email: str | None, pending: Pending) -> Photo:
+    """Blobs first, the image and its thumbnail at once, then the row; if anything fails, the
+    blobs go."""
     image = pending.image
-    blob_name = _blob_name(oid, pending.id, image.extension)
-    thumb_name = _blob_name(oid, pending.id, "thumb.jpg")
+    name = blob_name(oid, pending.id, image.extension)
+    thumb_name = blob_name(oid, pending.id, "thumb.jpg")
     blobs = get_blobs()
-    if pending.staged is not None:
-        pending.staged.commit(content_type=image.content_type)
-    else:
-        blobs.upload(blob_name, image.data, length=image.size, content_type=image.content_type)
-    try:
-        blobs.upload(thumb_name, image.thumbnail, length=len(image.thumbnail), content_type="image/jpeg")
-        return get_db().insert_photo(
-            Photo(
-                id=pending.id,
-                owner_oid=oid,
-                owner_email=owner_email,
-                blob_name=blob_name,
-                thumb_blob_name=thumb_name,
-                filename=pending.filename,
-                content_type=image.content_type,
-                size=image.size,
-                width=image.width,
-                height=image.height,
-                created_at=datetime.min,
-            )
+    with futures.ThreadPoolExecutor(1, thread_name_prefix="upload-thumbnail") as pool:
+        thumbnail = pool.submit(
+            contextvars.copy_context().run,
+            blobs.upload,
+            thumb_name,
+            image.thumbnail,
+            length=len(image.thumbnail),
+            content_type="image/jpeg",
         )
-    except BaseException:
-        for name in (blob_name, thumb_name):
-            try:
-                blobs.delete(name)
-            except ServiceError:
-                log.warning("orphan blob left for reconcile: %s", name)
-        raise
+        try:
+            if pending.staged is not None:
+                pending.staged.commit(content_type=image.content_type)
+            else:
+                blobs.upload(name, image.data, length=image.size, content_type=image.content_type)
+            thumbnail.result()
+            return get_db().insert_photo(
+                Photo(
+                    id=pending.id,
+                    owner_oid=oid,
+                    owner_email=owner_email,
+                    blob_name=name,
+                    thumb_blob_name=thumb_name,
+                    filename=pending.filename,
+                    content_type=image.content_type,
+                    size=image.size,
+                    width=image.width,
+                    height=image.height,
+                    created_at=datetime.min,
+                )
+            )
+        except BaseException:
+            futures.wait([thumbnail])
+            for orphan in (name, thumb_name):
+                try:
+                    blobs.delete(orphan)
+                except ServiceError:
+                    log.warning("orphan blob left for reconcile: %s", orphan)
+            raise
 
 
 def _remove(photo: Photo) -> None:

@@ -3,7 +3,8 @@
 Each file is built here to sit at, or just past, one of the cost bounds in app/images.py (pixels
 per frame, pixels × frames, MAX_FRAMES, the per-format full-decode caps) or to make a parser work
 hard, within the default MAX_UPLOAD_MB. A fresh process per file warms up on a 1×1 image,
-resets its VmHWM, runs what the upload view runs (`stored_as_sent`, then `check_image`) and
+resets its VmHWM, runs what an upload runs (`may_be_stored_as_sent`, `checked_as_it_arrives`,
+then `check_image`) and
 reports wall time, peak RSS growth (Pillow's C allocations included) and whether the file was
 accepted or refused, and why.
 """
@@ -33,7 +34,8 @@ from app.images import (
     MAX_TOTAL_PIXELS,
     InvalidImage,
     check_image,
-    stored_as_sent,
+    checked_as_it_arrives,
+    may_be_stored_as_sent,
 )
 from app.settings import SETTINGS_BY_NAME
 from bench.report import Figure, Target
@@ -320,7 +322,8 @@ def _validate(path: Path, max_pixels: int) -> tuple[bool, str, str]:
     """(accepted, refusal code, message) as the upload view would reach them."""
     with path.open("rb") as stream:
         try:
-            stored_as_sent(stream)
+            may_be_stored_as_sent(stream)
+            checked_as_it_arrives(stream)
             image = check_image(stream, max_pixels=max_pixels)
         except InvalidImage as exc:
             return False, exc.code, exc.message
@@ -416,7 +419,8 @@ def figures(cache_dir: Path, *, quick: bool, say: Callable[[str], None]) -> list
         "MAX_IMAGE_PIXELS": MAX_PIXELS,
     }
     note = (
-        "one fresh process per file: stored_as_sent then check_image, as the upload view runs them;"
+        "one fresh process per file: may_be_stored_as_sent, checked_as_it_arrives, check_image, as an"
+        " upload runs them;"
         " peak = VmHWM (C allocations included) minus VmRSS after a 1×1 warm-up"
     )
     return [

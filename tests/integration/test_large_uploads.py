@@ -105,13 +105,13 @@ def test_staged_blocks_commit_once_never_overwrite_and_abandon_cleanly(
     source.write_bytes(large_jpeg)
     name = f"staged-{uuid.uuid4()}/a.jpg"
     with open(source, "rb") as stream:
-        store.stage(name, stream, length=len(large_jpeg)).commit(content_type="image/jpeg")
+        store.stage(name, stream).commit(content_type="image/jpeg")
         assert container.download_blob(name).readall() == large_jpeg
         with pytest.raises(ResourceExistsError):
-            store.stage(name, stream, length=len(large_jpeg)).commit(content_type="image/jpeg")
+            store.stage(name, stream).commit(content_type="image/jpeg")
 
         abandoned = f"staged-{uuid.uuid4()}/b.jpg"
-        store.stage(abandoned, stream, length=len(large_jpeg)).abandon()
+        store.stage(abandoned, stream).abandon()
         assert staging_threads() == []
         assert not container.get_blob_client(abandoned).exists()
     assert container.download_blob(name).readall() == large_jpeg
@@ -125,7 +125,7 @@ def test_staging_into_a_missing_container_creates_it(services, large_jpeg: bytes
     source = tmp_path / "upload.jpg"
     source.write_bytes(large_jpeg)
     with open(source, "rb") as stream:
-        store.stage("a.jpg", stream, length=len(large_jpeg)).commit(content_type="image/jpeg")
+        store.stage("a.jpg", stream).commit(content_type="image/jpeg")
     try:
         assert store.container.download_blob("a.jpg").readall() == large_jpeg
     finally:

@@ -87,7 +87,7 @@ def every_call(blobs: BlobStore) -> dict[str, Callable[[], object]]:
         data = os.urandom(BLOCK_SIZE + 10)  # two blocks
         with tempfile.TemporaryFile() as source:
             source.write(data)
-            blobs.stage("oid/staged.jpg", source, length=len(data)).commit(content_type="image/jpeg")
+            blobs.stage("oid/staged.jpg", source).commit(content_type="image/jpeg")
 
     return {
         "ensure_container": blobs.ensure_container,
