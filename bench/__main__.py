@@ -24,7 +24,7 @@ import pytest  # its MonkeyPatch sets and restores this process's environment
 
 from bench import crafted, gallery, identity, session_check, suite, upload
 from bench.client import Browser, new_user
-from bench.jpeg import noise_jpeg
+from bench.jpeg import camera_jpeg, noise_jpeg, screenshot_png
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Figure, machine, table, write_json
 from bench.servers import naive_server, running, single_worker, started_in_background
@@ -60,9 +60,22 @@ def _say(message: str) -> None:
 
 
 def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
-    """Measurements 1-5 and 7 on one local stack; the stack and every server stop before returning."""
-    _say(f"generating noise JPEGs (cached in {cache_dir})")
-    overhead_file = noise_jpeg(cache_dir, plan.overhead_mb)
+    """Measurements 1-5, 7, 9 and 10 on one local stack; the stack and every server stop before
+    returning."""
+    _say(f"generating the files to upload (cached in {cache_dir})")
+    small_mp, large_mp = plan.camera_mp
+    width, height = plan.screenshot
+    large_photo = upload.UploadFile(
+        "camera_large", f"{large_mp:g} MP photo", camera_jpeg(cache_dir, large_mp)
+    )
+    upload_files = [
+        upload.UploadFile("noise", f"{plan.noise_mb:g} MB noise JPEG", noise_jpeg(cache_dir, plan.noise_mb)),
+        upload.UploadFile("camera", f"{small_mp:g} MP photo", camera_jpeg(cache_dir, small_mp)),
+        large_photo,
+        upload.UploadFile(
+            "screenshot", f"{width}×{height} screenshot PNG", screenshot_png(cache_dir, width, height)
+        ),
+    ]
     memory_files = (noise_jpeg(cache_dir, plan.memory_mb[0]), noise_jpeg(cache_dir, plan.memory_mb[1]))
     warmup_file = noise_jpeg(cache_dir, 0.2)
 
@@ -89,17 +102,28 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                     _say(f"app: 1 worker at {app.url}; 5. identity economy")
                     app_counts = identity.app_views(app.url, fake, users=plan.users, views=plan.views)
 
-                    _say("1. upload overhead")
+                    _say("1. uploads against their floor")
                     uploader = Browser(app.url, fake.base_url).sign_in(
                         new_user(fake, "local_with_emails_claim")
                     )
-                    figures += upload.overhead(
+                    figures += upload.floor(
                         uploader,
+                        app.log_path,
                         stack.azurite.connection_string,
                         "images",
-                        overhead_file,
-                        plan.overhead_runs,
+                        upload_files,
+                        plan.floor_runs,
                         MAX_IMAGE_PIXELS,
+                    )
+                    _say(f"9. {large_photo.label} over a {upload.LINK_BITS_PER_SECOND / 1e6:g} Mbit/s link")
+                    figures += upload.link(
+                        uploader,
+                        app.port,
+                        stack.azurite.connection_string,
+                        stack.azurite.port,
+                        "images",
+                        large_photo,
+                        plan.link_runs,
                     )
 
                     naive_before = fake.counters()["client_credentials_token"]
@@ -160,6 +184,19 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                         seconds=plan.load_seconds,
                         runs=plan.load_runs,
                         workers=workers,
+                    )
+                    _say(f"10. upload capacity: {plan.capacity_clients} clients at once")
+                    on_loaded = Browser(loaded.url, fake.base_url)
+                    on_loaded.http.cookies.update(viewer.http.cookies)
+                    figures += upload.capacity(
+                        on_loaded,
+                        loaded.pid or 0,
+                        large_photo,
+                        clients=plan.capacity_clients,
+                        uploads_each=plan.capacity_uploads_each,
+                        workers=workers,
+                        threads=threads,
+                        max_pixels=MAX_IMAGE_PIXELS,
                     )
             except Exception:  # not on Ctrl-C: then the logs are noise
                 for log in sorted(logs.glob("*.log")):

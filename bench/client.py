@@ -3,6 +3,7 @@ multipart body streamed from disk so the benchmark itself never holds a 200 MB u
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import secrets
 import uuid
@@ -25,14 +26,14 @@ class MultipartFile:
     app needs to refuse an oversized upload before reading it.
     """
 
-    def __init__(self, path: Path, *, field: str = "file", content_type: str = "image/jpeg") -> None:
+    def __init__(self, path: Path, *, field: str = "file", content_type: str | None = None) -> None:
         self.path = path
         boundary = uuid.uuid4().hex
         self.content_type = f"multipart/form-data; boundary={boundary}"
         self._head = (
             f"--{boundary}\r\n"
             f'Content-Disposition: form-data; name="{field}"; filename="{path.name}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
+            f"Content-Type: {content_type or mimetypes.guess_type(path.name)[0]}\r\n\r\n"
         ).encode()
         self._tail = f"\r\n--{boundary}--\r\n".encode()
         self._length = len(self._head) + path.stat().st_size + len(self._tail)
@@ -106,8 +107,11 @@ class Browser:
             self._csrf = match.group(1)
         return self._csrf
 
-    def upload(self, path: Path) -> requests.Response:
-        return post_file(self.http, self.base_url + "/photos", path, {"X-CSRFToken": self.csrf_token()})
+    def upload(self, path: Path, *, url: str | None = None) -> requests.Response:
+        """POST one file to /photos (of `url` instead of the app's own, e.g. through a link)."""
+        return post_file(
+            self.http, (url or self.base_url) + "/photos", path, {"X-CSRFToken": self.csrf_token()}
+        )
 
     def close(self) -> None:
         """Close the keep-alive connections, so stopping gunicorn does not wait on them."""

@@ -1,4 +1,8 @@
-"""Large valid JPEGs of random noise, made strip by strip so the generator stays small.
+"""The files the benchmark uploads: large valid JPEGs of random noise (the worst case for the
+decoder, per byte), camera-like photos and a screenshot PNG (what people upload), each
+generated once and cached.
+
+Noise JPEGs are made strip by strip so the generator stays small.
 
 Each strip is encoded by Pillow with a restart marker after every MCU row; a restart resets
 the DC predictors exactly as the start of a scan does, so the strips' entropy-coded data can be
@@ -15,7 +19,7 @@ import os
 import re
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw
 
 MAX_WIDTH = 8192
 STRIP_ROWS = 64  # a multiple of the 8-pixel MCU height (4:4:4); small, so sizes land close
@@ -75,4 +79,78 @@ def noise_jpeg(cache_dir: Path, megabytes: float) -> Path:
     path = cache_dir / f"noise-{megabytes:g}MB.jpg"
     if not path.exists():
         write_noise_jpeg(path, int(megabytes * 1_000_000))
+    return path
+
+
+# Camera-like photos: smooth gradients (sky, walls, out-of-focus areas) plus sensor-like noise in
+# each channel, at quality 90 with 4:2:0 chroma, what phone and camera JPEGs use. A noise of
+# sigma 12 puts a 48-megapixel photo near 16 MB, as the large photos of phone cameras are.
+CAMERA_NOISE_SIGMA = 12
+
+
+def _camera_like(width: int, height: int) -> Image.Image:
+    gradient = Image.linear_gradient("L")
+    channels = (
+        gradient.rotate(30, resample=Image.Resampling.BICUBIC),
+        Image.radial_gradient("L"),
+        gradient.transpose(Image.Transpose.ROTATE_90),
+    )
+    noisy = [
+        ImageChops.add(
+            channel.resize((width, height), Image.Resampling.BICUBIC),
+            Image.effect_noise((width, height), CAMERA_NOISE_SIGMA),
+            offset=-128,  # the noise is centred on 128
+        )
+        for channel in channels
+    ]
+    return Image.merge("RGB", noisy)
+
+
+def write_camera_jpeg(path: Path, width: int, height: int) -> Path:
+    tmp = path.with_suffix(".part")
+    _camera_like(width, height).save(tmp, "JPEG", quality=90, subsampling="4:2:0")
+    tmp.replace(path)
+    return path
+
+
+def camera_jpeg(cache_dir: Path, megapixels: float) -> Path:
+    """A cached camera-like JPEG of about `megapixels` at 3:2 (24 MP: 6000×4000, 48 MP:
+    8000×6000 at 4:3, as phone sensors are), generated on first use (~10 s for 48)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"camera-{megapixels:g}MP.jpg"
+    if not path.exists():
+        aspect = 4 / 3 if megapixels >= 48 else 3 / 2
+        height = int(math.sqrt(megapixels * 1e6 / aspect)) // 8 * 8
+        write_camera_jpeg(path, int(height * aspect) // 8 * 8, height)
+    return path
+
+
+def write_screenshot_png(path: Path, width: int = 2880, height: int = 1800) -> Path:
+    """A desktop screenshot's worth of PNG: flat panels, lines of text and a photo."""
+    image = Image.new("RGB", (width, height), (246, 247, 249))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width, 96), fill=(32, 41, 64))
+    draw.rectangle((0, 96, 480, height), fill=(236, 238, 242))
+    for row in range(40):
+        top = 140 + row * 40
+        draw.text((40, top), f"Folder {row:02d}", fill=(40, 40, 48))
+        draw.text(
+            (540, top), f"photo-{row:04d}.jpg  modified today  {row * 37 % 900 + 100} KB", fill=(20, 20, 24)
+        )
+        draw.line((520, top + 30, width - 40, top + 30), fill=(220, 222, 228))
+    image.paste(
+        _camera_like(width * 5 // 12, height * 4 // 9), (width * 13 // 24, height * 8 // 15)
+    )  # a photo
+    tmp = path.with_suffix(".part")
+    image.save(tmp, "PNG")
+    tmp.replace(path)
+    return path
+
+
+def screenshot_png(cache_dir: Path, width: int = 2880, height: int = 1800) -> Path:
+    """A cached screenshot PNG (2880×1800 by default: a laptop's retina screen)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"screenshot-{width}x{height}.png"
+    if not path.exists():
+        write_screenshot_png(path, width, height)
     return path

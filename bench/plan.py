@@ -9,8 +9,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Plan:
     quick: bool = False
-    overhead_mb: float = 20  # 1. one JPEG through the app vs. straight to Blob
-    overhead_runs: int = 5
+    noise_mb: float = 20  # 1. each file through the app vs. its floor
+    camera_mp: tuple[float, float] = (24, 48)
+    screenshot: tuple[int, int] = (2880, 1800)
+    floor_runs: int = 5
     memory_mb: tuple[float, float] = (50, 200)  # 2. two sizes: growth must not follow size
     gallery_photos: int = 1000  # 3. rows seeded for one user
     page_size: int = 50
@@ -22,19 +24,24 @@ class Plan:
     views: int = 100
     suite: tuple[str, ...] = ("tests/integration",)  # 6.
     suite_timeout: float = 1800
+    link_runs: int = 3  # 9. the larger camera photo over a 100 Mbit/s link
+    capacity_clients: int = 8  # 10. concurrent uploads of the larger camera photo
+    capacity_uploads_each: int = 3
 
     @property
     def max_upload_mb(self) -> int:
         """The app's upload cap for the run: room for the largest file and its multipart framing."""
-        return int(max(self.overhead_mb, *self.memory_mb) * 1.05) + 2
+        return int(max(self.noise_mb, *self.memory_mb) * 1.05) + 2
 
 
 FULL = Plan()
 
 QUICK = Plan(
     quick=True,
-    overhead_mb=1,
-    overhead_runs=3,
+    noise_mb=1,
+    camera_mp=(1, 2),
+    screenshot=(640, 400),
+    floor_runs=2,
     memory_mb=(1, 2),
     gallery_photos=60,
     latency_requests=30,
@@ -45,4 +52,7 @@ QUICK = Plan(
     views=4,
     suite=("tests/integration/test_photos.py::test_probes",),
     suite_timeout=300,
+    link_runs=1,
+    capacity_clients=2,
+    capacity_uploads_each=1,
 )

@@ -1,13 +1,19 @@
-"""Measurements 1 and 2: what an upload through the app costs in time (against the same bytes
-sent straight to Blob Storage) and in worker memory (against the naive `file.read()`)."""
+"""Measurements 1, 2, 9 and 10: what an upload through the app costs in time (against its floor,
+the same bytes sent straight to Blob Storage or the validation alone), in worker memory
+(against the naive `file.read()`), over a slower link, and in CPU under concurrent uploads."""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +22,25 @@ from azure.storage.blob import BlobServiceClient
 
 from app.images import check_image
 from bench.client import Browser, post_file
+from bench.gallery import percentile
+from bench.link import ThrottledLink
 from bench.report import Figure, Target
 from bench.servers import PeakRss, status_kb
+from devstack.process import processes
 
 MEMORY_TARGET_MB = 64
-OVERHEAD_TARGET = 1.3
-# The app's tuning (app/storage.py), for the "direct, tuned" side figure.
-APP_BLOCK = 4 * 1024 * 1024
-APP_CONCURRENCY = 2
+FLOOR_TARGET = 1.2
+LINK_TARGET = 1.05
+LINK_BITS_PER_SECOND = 100e6
+CPU_TARGET = 1.3
+_PHASES = ("body_read_ms", "checked_ms", "staged_ms", "stored_ms")
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    key: str  # the figure's key: upload_floor_<key>
+    label: str
+    path: Path
 
 
 def _created_id(response: requests.Response) -> str:
@@ -32,72 +49,223 @@ def _created_id(response: requests.Response) -> str:
     return str(response.json()["photos"][0]["id"])
 
 
-def _timed_app_upload(browser: Browser, path: Path) -> float:
+def last_phases(log_path: Path) -> dict[str, float]:
+    """The phases the app logged for its last upload ("upload stored": ms after the view began
+    reading the body)."""
+    for line in reversed(log_path.read_text(errors="replace").splitlines()):
+        if '"upload stored"' in line:
+            record = json.loads(line)
+            return {phase: float(record[phase]) for phase in _PHASES}
+    raise RuntimeError(f"no 'upload stored' line in {log_path}")
+
+
+def _timed_app_upload(browser: Browser, path: Path, url: str | None = None) -> float:
     started = time.perf_counter()
-    response = browser.upload(path)
+    response = browser.upload(path, url=url)
     elapsed = time.perf_counter() - started
     browser.delete(_created_id(response))
     return elapsed
 
 
-def _timed_direct_upload(service: BlobServiceClient, container: str, data: bytes, **options: Any) -> float:
-    blob = service.get_blob_client(container, f"bench-direct/{uuid.uuid4()}.jpg")
+def _timed_direct_upload(service: BlobServiceClient, container: str, data: bytes) -> float:
+    blob = service.get_blob_client(container, f"bench-direct/{uuid.uuid4()}")
     started = time.perf_counter()
-    blob.upload_blob(data, **options)
+    blob.upload_blob(data)
     elapsed = time.perf_counter() - started
     blob.delete_blob()
     return elapsed
 
 
-def _timed_validation(path: Path, max_pixels: int) -> float:
-    """The app's validation of the file (Pillow decode, thumbnail), alone in this process."""
+def _validation(path: Path, max_pixels: int) -> tuple[float, float]:
+    """(seconds, CPU-seconds) of the app's validation of the file (Pillow decode, thumbnail,
+    location check), alone in this process."""
     with open(path, "rb") as stream:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         check_image(stream, max_pixels=max_pixels)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
-def overhead(
-    browser: Browser, connection_string: str, container: str, path: Path, runs: int, max_pixels: int
+def floor(
+    browser: Browser,
+    log_path: Path,
+    connection_string: str,
+    container: str,
+    files: list[UploadFile],
+    runs: int,
+    max_pixels: int,
 ) -> list[Figure]:
-    """Median app upload ÷ median direct upload of the same bytes, runs interleaved so that any
-    drift of the machine hits both sides alike. Beside them, the app's validation alone: no
-    upload that decodes the file before acknowledging it can take less."""
-    data = path.read_bytes()
-    plain = BlobServiceClient.from_connection_string(connection_string)
-    tuned = BlobServiceClient.from_connection_string(
-        connection_string, max_block_size=APP_BLOCK, max_single_put_size=APP_BLOCK
-    )
-    # Warm-up: connections, the worker's imports, Azurite's first writes.
-    _timed_app_upload(browser, path)
-    _timed_direct_upload(plain, container, data)
-    app_s, direct_s, tuned_s, validation_s = [], [], [], []
-    for _ in range(runs):
-        app_s.append(_timed_app_upload(browser, path))
-        direct_s.append(_timed_direct_upload(plain, container, data))
-        tuned_s.append(_timed_direct_upload(tuned, container, data, max_concurrency=APP_CONCURRENCY))
-        validation_s.append(_timed_validation(path, max_pixels))
-    app_median, direct_median = statistics.median(app_s), statistics.median(direct_s)
-    size_mb = len(data) / 1e6
+    """For each file: the median app upload ÷ its floor, the longer of the direct upload of the
+    same bytes to the same Azurite and the app's validation of the file alone (no upload that
+    decodes the file before acknowledging it can take less than either). The three are run
+    interleaved so that any drift of the machine hits them alike; beside them, the phases the
+    app logged for each upload."""
+    direct = BlobServiceClient.from_connection_string(connection_string)
+    figures = []
+    for file in files:
+        data = file.path.read_bytes()
+        _timed_app_upload(browser, file.path)  # warm-up: connections, imports, Azurite's first writes
+        _timed_direct_upload(direct, container, data)
+        app_s, direct_s, validation_s, phases = [], [], [], []
+        for _ in range(runs):
+            app_s.append(_timed_app_upload(browser, file.path))
+            phases.append(last_phases(log_path))
+            direct_s.append(_timed_direct_upload(direct, container, data))
+            validation_s.append(_validation(file.path, max_pixels)[0])
+        app, direct_median, validation = (statistics.median(x) for x in (app_s, direct_s, validation_s))
+        floor_s = max(direct_median, validation)
+        beside: dict[str, Any] = {
+            "app s": app,
+            "direct s": direct_median,
+            "validation alone s": validation,
+            "app ÷ direct": app / direct_median,
+        }
+        for phase in _PHASES:
+            beside[phase.removesuffix("_ms").replace("_", " ") + " ms"] = statistics.median(
+                p[phase] for p in phases
+            )
+        figures.append(
+            Figure(
+                1,
+                f"upload_floor_{file.key}",
+                f"upload {file.label} ({len(data) / 1e6:.1f} MB): app ÷ max(direct, validation alone)",
+                app / floor_s,
+                "×",
+                Target("≤", FLOOR_TARGET),
+                beside,
+                note=(
+                    f"medians of {runs}; phases as the app logs them, ms after the view began reading"
+                    " the body: body read, every file checked, staged, stored (blobs and row)"
+                ),
+            )
+        )
+    return figures
+
+
+def link(
+    browser: Browser,
+    app_port: int,
+    connection_string: str,
+    blob_port: int,
+    container: str,
+    file: UploadFile,
+    runs: int,
+    bits_per_second: float = LINK_BITS_PER_SECOND,
+) -> list[Figure]:
+    """The same photo through the app and straight to Blob, each over its own throttled link
+    (bench/link.py): on a real link the server's work should hide behind the transfer."""
+    data = file.path.read_bytes()
+    with (
+        ThrottledLink(app_port, bits_per_second) as to_app,
+        ThrottledLink(blob_port, bits_per_second) as to_blob,
+    ):
+        app_url = to_app.url(browser.base_url)
+        direct = BlobServiceClient.from_connection_string(
+            connection_string.replace(f":{blob_port}/", f":{to_blob.port}/")
+        )
+        app_s, direct_s = [], []
+        for _ in range(runs):
+            app_s.append(_timed_app_upload(browser, file.path, url=app_url))
+            direct_s.append(_timed_direct_upload(direct, container, data))
+        direct.close()
+    app, direct_median = statistics.median(app_s), statistics.median(direct_s)
+    mbit = bits_per_second / 1e6
     return [
         Figure(
-            1,
-            "upload_overhead",
-            f"upload {size_mb:.0f} MB: app ÷ direct to Blob",
-            app_median / direct_median,
+            9,
+            "upload_link",
+            f"upload {file.label} ({len(data) / 1e6:.1f} MB) at {mbit:g} Mbit/s: app ÷ direct",
+            app / direct_median,
             "×",
-            Target("≤", OVERHEAD_TARGET),
+            Target("≤", LINK_TARGET),
             {
-                "app s": app_median,
+                "app s": app,
                 "direct s": direct_median,
-                "direct, app's 4 MiB×2 blocks s": statistics.median(tuned_s),
-                "validation alone s": statistics.median(validation_s),
-                "validation alone ÷ direct": statistics.median(validation_s) / direct_median,
+                "transfer alone s": len(data) * 8 / bits_per_second,
                 "runs": runs,
             },
+            note=f"medians; the client's bytes paced to {mbit:g} Mbit/s by a loopback relay, answers unpaced",
+        )
+    ]
+
+
+def _cpu_seconds(master: int) -> float:
+    """CPU time of a gunicorn master and its workers, living and exited."""
+    total = 0
+    for pid in (master, *processes(parent=master)):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == master:
+            total += int(fields[13]) + int(fields[14])  # its reaped children's
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def capacity(
+    browser: Browser,
+    master_pid: int,
+    file: UploadFile,
+    *,
+    clients: int,
+    uploads_each: int,
+    workers: int,
+    threads: int,
+    max_pixels: int,
+) -> list[Figure]:
+    """`clients` uploading the photo at once, `uploads_each` times each, against the production
+    gunicorn settings: uploads per second, latency, and the CPU-seconds the app's processes
+    spend per upload beside those of the validation alone."""
+    token = browser.csrf_token()
+    sessions = []
+    for _ in range(clients):
+        session = requests.Session()
+        session.cookies.update(browser.http.cookies)
+        sessions.append(session)
+    url = f"{browser.base_url}/photos"
+    latencies: list[float] = []
+    created: list[str] = []
+    lock = threading.Lock()
+
+    def client(session: requests.Session) -> None:
+        for _ in range(uploads_each):
+            started = time.perf_counter()
+            response = post_file(session, url, file.path, {"X-CSRFToken": token})
+            elapsed = time.perf_counter() - started
+            with lock:
+                created.append(_created_id(response))
+                latencies.append(elapsed)
+
+    client(sessions[0])  # warm-up: every worker's imports and pools come with their first requests
+    latencies.clear()
+    cpu_before, started = _cpu_seconds(master_pid), time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client, session) for session in sessions]:
+            future.result()
+    wall, cpu = time.perf_counter() - started, _cpu_seconds(master_pid) - cpu_before
+    for photo_id in created:
+        browser.delete(photo_id)
+    for session in sessions:
+        session.close()
+    uploads = clients * uploads_each
+    validation_cpu = statistics.median(_validation(file.path, max_pixels)[1] for _ in range(3))
+    per_upload = cpu / uploads
+    return [
+        Figure(
+            10,
+            "upload_capacity",
+            f"{clients} concurrent uploads of {file.label}: app CPU-s per upload ÷ validation alone",
+            per_upload / validation_cpu,
+            "×",
+            Target("≤", CPU_TARGET),
+            {
+                "uploads/s": uploads / wall,
+                "p50 s": statistics.median(latencies),
+                "p95 s": percentile(latencies, 0.95),
+                "CPU-s per upload": per_upload,
+                "validation alone CPU-s": validation_cpu,
+                "uploads": uploads,
+            },
             note=(
-                "medians; the app stages the blocks while Pillow decodes the file, then commits,"
-                " writes the thumbnail and the row"
+                f"gunicorn {workers} workers × {threads} threads as in app/gunicorn_conf.py; CPU of"
+                " the master and workers from /proc (Azurite's and PostgreSQL's not counted)"
             ),
         )
     ]

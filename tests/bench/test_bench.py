@@ -14,7 +14,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 FIGURES = {
-    "upload_overhead": 1,
+    "upload_floor_noise": 1,
+    "upload_floor_camera": 1,
+    "upload_floor_camera_large": 1,
+    "upload_floor_screenshot": 1,
     "upload_memory_small": 2,
     "upload_memory_large": 2,
     "gallery_latency_ratio": 3,
@@ -27,9 +30,17 @@ FIGURES = {
     "session_check_p50_rise": 7,
     "crafted_worst_seconds": 8,
     "crafted_worst_peak": 8,
+    "upload_link": 9,
+    "upload_capacity": 10,
 }
 # The figures the benchmark holds to a target, with that target.
 TARGETS = {
+    "upload_floor_noise": ("≤ 1.2", "×"),
+    "upload_floor_camera": ("≤ 1.2", "×"),
+    "upload_floor_camera_large": ("≤ 1.2", "×"),
+    "upload_floor_screenshot": ("≤ 1.2", "×"),
+    "upload_link": ("≤ 1.05", "×"),
+    "upload_capacity": ("≤ 1.3", "×"),
     "gallery_latency_ratio": ("≤ 2", "×"),
     "gallery_throughput_ratio": ("≥ 0.5", "×"),
     "session_check_p50_rise": ("≤ 1", "ms"),
@@ -70,6 +81,19 @@ def test_quick_run_emits_every_figure_in_the_table_and_the_json(tmp_path: Path) 
 
     for key, (target, unit) in TARGETS.items():
         assert (figures[key]["target"], figures[key]["unit"]) == (target, unit), key
+    for key in (
+        "upload_floor_noise",
+        "upload_floor_camera",
+        "upload_floor_camera_large",
+        "upload_floor_screenshot",
+    ):
+        phases = figures[key]["beside"]
+        assert 0 < phases["body read ms"] <= phases["stored ms"], key
+        assert 0 < phases["checked ms"] <= phases["stored ms"] <= phases["app s"] * 1000, key
+    link = figures["upload_link"]["beside"]
+    assert link["app s"] >= link["transfer alone s"] and link["direct s"] >= link["transfer alone s"]
+    capacity = figures["upload_capacity"]["beside"]
+    assert capacity["uploads"] == 2 and capacity["CPU-s per upload"] > 0
     rise = figures["session_check_p50_rise"]["beside"]
     assert rise["every request queries p50 ms"] > 0 and rise["as shipped p50 ms"] > 0
     assert rise["check alone, uncached p50 ms"] > rise["check alone, cached p50 ms"]
