@@ -66,7 +66,7 @@ _DECODES = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 _BAND_BYTES = 4 * 1024 * 1024
 # Read for the decoder at a time (Pillow reads 64 KiB): each read is a return to Python, which
 # must take the GIL back from the threads receiving and staging the same upload.
-DECODE_READ_BYTES = 4 * 1024 * 1024
+DECODE_READ_BYTES = 1024 * 1024
 
 
 class InvalidImage(ValueError):
