@@ -191,6 +191,7 @@ def measure(plan: Plan, cache_dir: Path) -> list[Figure]:
                     figures += upload.capacity(
                         on_loaded,
                         loaded.pid or 0,
+                        loaded.log_path,
                         large_photo,
                         clients=plan.capacity_clients,
                         uploads_each=plan.capacity_uploads_each,

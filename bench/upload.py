@@ -34,6 +34,7 @@ LINK_TARGET = 1.05
 LINK_BITS_PER_SECOND = 100e6
 CPU_TARGET = 1.3
 _PHASES = ("body_read_ms", "checked_ms", "staged_ms", "stored_ms")
+_CPU = ("receive_cpu_ms", "check_cpu_ms", "stage_cpu_ms")
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,21 @@ def _created_id(response: requests.Response) -> str:
     return str(response.json()["photos"][0]["id"])
 
 
-def last_phases(log_path: Path) -> dict[str, float]:
-    """The phases the app logged for its last upload ("upload stored": ms after the view began
-    reading the body)."""
-    for line in reversed(log_path.read_text(errors="replace").splitlines()):
+def logged_uploads(log_path: Path) -> list[dict[str, float]]:
+    """What the app logged of each upload ("upload stored"): its phases, in ms after the view
+    began reading the body, and the CPU ms of receiving, checking and staging."""
+    records = []
+    for line in log_path.read_text(errors="replace").splitlines():
         if '"upload stored"' in line:
             record = json.loads(line)
-            return {phase: float(record[phase]) for phase in _PHASES}
-    raise RuntimeError(f"no 'upload stored' line in {log_path}")
+            records.append({key: float(record[key]) for key in (*_PHASES, *_CPU)})
+    if not records:
+        raise RuntimeError(f"no 'upload stored' line in {log_path}")
+    return records
+
+
+def _label(key: str) -> str:
+    return key.removesuffix("_ms").replace("_", " ") + " ms"
 
 
 def _timed_app_upload(browser: Browser, path: Path, url: str | None = None) -> float:
@@ -108,7 +116,7 @@ def floor(
         app_s, direct_s, validation_s, phases = [], [], [], []
         for _ in range(runs):
             app_s.append(_timed_app_upload(browser, file.path))
-            phases.append(last_phases(log_path))
+            phases.append(logged_uploads(log_path)[-1])
             direct_s.append(_timed_direct_upload(direct, container, data))
             validation_s.append(_validation(file.path, max_pixels)[0])
         app, direct_median, validation = (statistics.median(x) for x in (app_s, direct_s, validation_s))
@@ -119,10 +127,8 @@ def floor(
             "validation alone s": validation,
             "app ÷ direct": app / direct_median,
         }
-        for phase in _PHASES:
-            beside[phase.removesuffix("_ms").replace("_", " ") + " ms"] = statistics.median(
-                p[phase] for p in phases
-            )
+        for key in (*_PHASES, "receive_cpu_ms", "check_cpu_ms"):
+            beside[_label(key)] = statistics.median(p[key] for p in phases)
         figures.append(
             Figure(
                 1,
@@ -134,7 +140,8 @@ def floor(
                 beside,
                 note=(
                     f"medians of {runs}; phases as the app logs them, ms after the view began reading"
-                    " the body: body read, every file checked, staged, stored (blobs and row)"
+                    " the body: body read, every file checked, staged, stored (blobs and row); then"
+                    " the CPU ms of receiving and of the check"
                 ),
             )
         )
@@ -202,6 +209,7 @@ def _cpu_seconds(master: int) -> float:
 def capacity(
     browser: Browser,
     master_pid: int,
+    log_path: Path,
     file: UploadFile,
     *,
     clients: int,
@@ -235,11 +243,13 @@ def capacity(
 
     client(sessions[0])  # warm-up: every worker's imports and pools come with their first requests
     latencies.clear()
+    logged_before = len(logged_uploads(log_path))
     cpu_before, started = _cpu_seconds(master_pid), time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client, session) for session in sessions]:
             future.result()
     wall, cpu = time.perf_counter() - started, _cpu_seconds(master_pid) - cpu_before
+    logged = logged_uploads(log_path)[logged_before:]
     for photo_id in created:
         browser.delete(photo_id)
     for session in sessions:
@@ -261,11 +271,13 @@ def capacity(
                 "p95 s": percentile(latencies, 0.95),
                 "CPU-s per upload": per_upload,
                 "validation alone CPU-s": validation_cpu,
+                **{_label(key): statistics.median(u[key] for u in logged) for key in _CPU},
                 "uploads": uploads,
             },
             note=(
                 f"gunicorn {workers} workers × {threads} threads as in app/gunicorn_conf.py; CPU of"
-                " the master and workers from /proc (Azurite's and PostgreSQL's not counted)"
+                " the master and workers from /proc (Azurite's and PostgreSQL's not counted); the"
+                " app's own CPU ms of receiving, checking and staging, medians of its log"
             ),
         )
     ]

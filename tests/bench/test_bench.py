@@ -90,10 +90,11 @@ def test_quick_run_emits_every_figure_in_the_table_and_the_json(tmp_path: Path) 
         phases = figures[key]["beside"]
         assert 0 < phases["body read ms"] <= phases["stored ms"], key
         assert 0 < phases["checked ms"] <= phases["stored ms"] <= phases["app s"] * 1000, key
+        assert phases["check cpu ms"] > 0 and phases["receive cpu ms"] > 0, key
     link = figures["upload_link"]["beside"]
     assert link["app s"] >= link["transfer alone s"] and link["direct s"] >= link["transfer alone s"]
     capacity = figures["upload_capacity"]["beside"]
-    assert capacity["uploads"] == 2 and capacity["CPU-s per upload"] > 0
+    assert capacity["uploads"] == 2 and capacity["CPU-s per upload"] > 0 and capacity["check cpu ms"] > 0
     rise = figures["session_check_p50_rise"]["beside"]
     assert rise["every request queries p50 ms"] > 0 and rise["as shipped p50 ms"] > 0
     assert rise["check alone, uncached p50 ms"] > rise["check alone, cached p50 ms"]
