@@ -120,10 +120,8 @@ def decode_paused() -> Iterator[None]:
         yield
         return
     _give_slot()
-    try:
-        yield
-    finally:
-        _take_slot()
+    yield  # a wait that raises (the upload failed) ends the decode: no slot is taken again
+    _take_slot()
 
 
 @dataclass

@@ -111,9 +111,12 @@ class Spool:
             raise UploadAborted("the upload failed before this file arrived")
         return min(self._size, end)
 
-    def length(self) -> int:
-        """The file's size, once it has all arrived."""
+    def length(self, pause: Callable[[], AbstractContextManager[Any]] = nullcontext) -> int:
+        """The file's size, once it has all arrived (a wait runs inside `pause()`)."""
         with self._changed:
+            if self._aborted or self._complete:
+                return self._here(self._size)
+        with pause(), self._changed:
             self._changed.wait_for(lambda: self._aborted or self._complete)
             return self._here(self._size)
 
@@ -145,7 +148,7 @@ class SpoolReader(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        end = self._spool.length() if size is None or size < 0 else self._position + size
+        end = self._spool.length(self.pause) if size is None or size < 0 else self._position + size
         here = self._spool.received(end, self.pause)
         if here <= self._position:
             return b""
@@ -164,7 +167,7 @@ class SpoolReader(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             self._position += offset
         elif whence == io.SEEK_END:
-            self._position = self._spool.length() + offset
+            self._position = self._spool.length(self.pause) + offset
         else:
             raise ValueError(f"invalid whence {whence}")
         if self._position < 0:

@@ -213,3 +213,34 @@ def test_a_file_with_its_location_is_stored_cleaned_under_a_new_name(signed_in: 
     stored = requests.get(response.json()["photos"][0]["url"], timeout=30).content
     assert 0x8825 not in Image.open(io.BytesIO(stored)).getexif()
     assert Image.open(io.BytesIO(stored)).size == (1500, 1500)
+
+
+def test_uploads_stalled_by_their_clients_hold_no_decode_slot_and_leave_nothing(
+    start_app, client_factory, make_user
+):
+    """On one worker, with its 2 decode slots, three clients stall half-way through a large
+    JPEG, then go away. Meanwhile, and after, whole uploads are decoded at once, and nothing of
+    the stalled ones is stored."""
+    signed_in = client_factory(start_app(workers=1))
+    signed_in.sign_in(make_user())
+    data = noise_jpeg()
+    body = part_head("stalled.jpg") + data + TAIL
+    stalled = []
+    for _ in range(3):
+        sock = signed_in.raw_socket(timeout=30)
+        sock.sendall(request_head(signed_in, len(body)))
+        sock.sendall(body[: len(body) // 2])
+        stalled.append(sock)
+    try:
+        time.sleep(1)  # their decodes are under way and waiting for bytes
+        started = time.monotonic()
+        response = signed_in.upload(("whole.jpg", data, "image/jpeg"))
+        assert response.status_code == 201, response.text
+        assert time.monotonic() - started < 10  # a held slot would make it wait 30 s, then 503
+    finally:
+        for sock in stalled:
+            sock.close()
+    time.sleep(1)
+    response = signed_in.upload(("after.jpg", data, "image/jpeg"))
+    assert response.status_code == 201, response.text
+    assert sorted(p["filename"] for p in signed_in.photos()["photos"]) == ["after.jpg", "whole.jpg"]
