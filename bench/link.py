@@ -38,6 +38,8 @@ class ThrottledLink:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing alone does not)
         self._listener.close()
         for sock in self._sockets:
             with contextlib.suppress(OSError):
