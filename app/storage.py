@@ -329,6 +329,7 @@ class StagedBlob:
         self._block_ids: list[str] = []
         self._futures: list[futures.Future[None]] = []
         self._in_flight = threading.BoundedSemaphore(_UPLOAD_CONCURRENCY)
+        self.cpu_seconds = 0.0  # of the threads that sent its blocks
 
     def send(self, source: IO[bytes]) -> None:
         """Stage `source` from its start, block after block, until it ends or `abandon` is
@@ -357,8 +358,13 @@ class StagedBlob:
     def _stage_block(self, block_id: str, data: bytes) -> None:
         if self._stop:
             return
-        with self._store.errors():
-            self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=len(data)))
+        cpu = time.thread_time()
+        try:
+            with self._store.errors():
+                self._store.in_container(lambda: self._blob.stage_block(block_id, data, length=len(data)))
+        finally:
+            with self._lock:
+                self.cpu_seconds += time.thread_time() - cpu
 
     def commit(self, *, content_type: str) -> None:
         """Make the blob from the blocks sent; raises the first block's failure; never overwrites."""

@@ -346,7 +346,7 @@ class Received:
     def phases_ms(self, stored_at: float) -> dict[str, float]:
         """What the log says of an upload: when the body was read, the checks and the staging
         ended, and the files were stored, in ms from the request's first byte of body; and the
-        CPU time of receiving, checking and staging (the block uploads' own threads apart)."""
+        CPU time of receiving, checking and staging (its blocks' threads included)."""
         return {
             "body_read_ms": round(self.body_read_s * 1000, 1),
             "checked_ms": round(self.checked_s * 1000, 1),
@@ -401,7 +401,8 @@ def received(oid: str) -> Iterator[Received]:
             {
                 "receive": receive_cpu,
                 "check": sum(part.check_cpu for part in upload.parts),
-                "stage": sum(part.stage_cpu for part in upload.parts),
+                "stage": sum(part.stage_cpu for part in upload.parts)
+                + sum(item.staged.cpu_seconds for item in pending if item.staged is not None),
             },
         )
     finally:

@@ -34,7 +34,7 @@ LINK_TARGET = 1.05
 LINK_BITS_PER_SECOND = 100e6
 CPU_TARGET = 1.3
 _PHASES = ("body_read_ms", "checked_ms", "staged_ms", "stored_ms")
-_CPU = ("receive_cpu_ms", "check_cpu_ms", "stage_cpu_ms")
+_CPU = ("receive_cpu_ms", "check_cpu_ms", "stage_cpu_ms", "store_cpu_ms")
 
 
 @dataclass(frozen=True)
@@ -255,8 +255,9 @@ def capacity(
     for session in sessions:
         session.close()
     uploads = clients * uploads_each
-    validation_cpu = statistics.median(_validation(file.path, max_pixels)[1] for _ in range(3))
+    validation_cpu = statistics.median(_validation(file.path, max_pixels)[1] for _ in range(5))
     per_upload = cpu / uploads
+    parts = {_label(key): statistics.median(u[key] for u in logged) for key in _CPU}
     return [
         Figure(
             10,
@@ -271,13 +272,15 @@ def capacity(
                 "p95 s": percentile(latencies, 0.95),
                 "CPU-s per upload": per_upload,
                 "validation alone CPU-s": validation_cpu,
-                **{_label(key): statistics.median(u[key] for u in logged) for key in _CPU},
+                **parts,
+                "the rest ms": per_upload * 1000 - sum(parts.values()),
                 "uploads": uploads,
             },
             note=(
                 f"gunicorn {workers} workers × {threads} threads as in app/gunicorn_conf.py; CPU of"
                 " the master and workers from /proc (Azurite's and PostgreSQL's not counted); the"
-                " app's own CPU ms of receiving, checking and staging, medians of its log"
+                " app's own CPU ms of receiving, checking, staging and storing, medians of its log;"
+                " the rest: gunicorn, the request around the view, the threads' start"
             ),
         )
     ]
