@@ -15,7 +15,10 @@ USERS = 300
 WARM_UP = 30  # first sign-ins: metadata, keys, MSAL's and the allocator's first-use state
 # Measured on this project's machine: the worker grows about 250 KB over the 300 sign-ins
 # (the session check's per-process cache, the allocator); with MSAL's default cache, which
-# keeps each user's ID token, refresh token and account, about 1 MB.
+# keeps each user's ID token, refresh token and account, about 1 MB. The growth is read over
+# two halves of 150: what each user leaves grows both, while a one-off step of the allocator
+# (a new arena: ~430 KB, seen now and then in either half) grows one only, so the smaller half
+# is held to half the bound.
 GROWTH_BOUND = 640 * 1024
 
 
@@ -49,10 +52,12 @@ def test_300_sign_ins_through_one_worker_keep_its_memory_flat(
     for _ in range(WARM_UP):
         sign_in()
     worker = worker_pid(site)
-    before = resident_bytes(worker)
-    for _ in range(USERS):
-        sign_in()
+    readings = [resident_bytes(worker)]
+    for _ in range(2):
+        for _ in range(USERS // 2):
+            sign_in()
+        readings.append(resident_bytes(worker))
     assert client.get("/api/me").json()["id"] == client.user["oid"]  # type: ignore[index]
     assert worker_pid(site) == worker  # the same worker all along
-    growth = resident_bytes(worker) - before
-    assert growth < GROWTH_BOUND, f"{growth} bytes more after {USERS} sign-ins"
+    halves = [after - before for before, after in zip(readings, readings[1:], strict=False)]
+    assert min(halves) < GROWTH_BOUND // 2, f"{halves} bytes more over each {USERS // 2} sign-ins"
