@@ -98,42 +98,11 @@ class PrivateNetwork(pulumi.ComponentResource):
             private_endpoint_network_policies=network.VirtualNetworkPrivateEndpointNetworkPolicies.DISABLED,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.db_subnet]),
         )
-        self.postgres_zone = privatedns.PrivateZone(
-            f"{name}-postgres-zone",
-            private_zone_name=args.postgres_zone_name,
-            resource_group_name=args.resource_group_name,
-            location="global",
-            tags=args.tags,
-            opts=child,
+        self.postgres_zone, self.zone_link = self._linked_zone(
+            f"{name}-postgres-zone", args.postgres_zone_name, args, child
         )
-        self.zone_link = privatedns.VirtualNetworkLink(
-            f"{name}-postgres-zone-link",
-            private_zone_name=self.postgres_zone.name,
-            resource_group_name=args.resource_group_name,
-            location="global",
-            virtual_network=privatedns.SubResourceArgs(id=self.vnet.id),
-            registration_enabled=False,
-            tags=args.tags,
-            opts=child,
-        )
-
-        self.vault_zone = privatedns.PrivateZone(
-            f"{name}-vault-zone",
-            private_zone_name=KEY_VAULT_PRIVATE_ZONE,
-            resource_group_name=args.resource_group_name,
-            location="global",
-            tags=args.tags,
-            opts=child,
-        )
-        self.vault_zone_link = privatedns.VirtualNetworkLink(
-            f"{name}-vault-zone-link",
-            private_zone_name=self.vault_zone.name,
-            resource_group_name=args.resource_group_name,
-            location="global",
-            virtual_network=privatedns.SubResourceArgs(id=self.vnet.id),
-            registration_enabled=False,
-            tags=args.tags,
-            opts=child,
+        self.vault_zone, self.vault_zone_link = self._linked_zone(
+            f"{name}-vault-zone", KEY_VAULT_PRIVATE_ZONE, args, child
         )
 
         self.app_subnet_id = self.app_subnet.id
@@ -151,6 +120,30 @@ class PrivateNetwork(pulumi.ComponentResource):
                 "vault_zone_id": self.vault_zone_id,
             }
         )
+
+    def _linked_zone(
+        self, name: str, zone_name: pulumi.Input[str], args: PrivateNetworkArgs, opts: pulumi.ResourceOptions
+    ) -> tuple[privatedns.PrivateZone, privatedns.VirtualNetworkLink]:
+        """A private DNS zone and its link to this VNet (`<name>` and `<name>-link`)."""
+        zone = privatedns.PrivateZone(
+            name,
+            private_zone_name=zone_name,
+            resource_group_name=args.resource_group_name,
+            location="global",
+            tags=args.tags,
+            opts=opts,
+        )
+        link = privatedns.VirtualNetworkLink(
+            f"{name}-link",
+            private_zone_name=zone.name,
+            resource_group_name=args.resource_group_name,
+            location="global",
+            virtual_network=privatedns.SubResourceArgs(id=self.vnet.id),
+            registration_enabled=False,
+            tags=args.tags,
+            opts=opts,
+        )
+        return zone, link
 
 
 def _through(zone: privatedns.PrivateZone, link: privatedns.VirtualNetworkLink) -> pulumi.Output[str]:
