@@ -212,10 +212,10 @@ class _Part:
     spool: Spool = field(default_factory=Spool)
     checked: futures.Future[CheckedImage | None] | None = None
     staged: futures.Future[StagedBlob | None] | None = None
-    checked_at = 0.0  # time.perf_counter() when its check ended
-    staged_at = 0.0
-    check_cpu = 0.0  # CPU-seconds of its check's thread
-    stage_cpu = 0.0  # and of the thread that reads and hands out its blocks
+    # Per phase ("check", "stage"): time.perf_counter() when it ended, and the CPU-seconds of
+    # its thread (staging's: the thread that reads and hands out the blocks).
+    ended: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def refusal(self) -> BaseException | None:
         """The validation's failure, if it has already failed."""
@@ -262,17 +262,10 @@ class _Upload:
 
     def _start(self, part: _Part) -> None:
         if part.checked is None:
-            part.checked = _submit(self._validator, self._check, part)
-            part.staged = _submit(self._stager, self._stage, part)
+            part.checked = submit_in_context(self._validator, _timed, "check", self._check, part)
+            part.staged = submit_in_context(self._stager, _timed, "stage", self._stage, part)
 
     def _check(self, part: _Part) -> CheckedImage | None:
-        cpu = time.thread_time()
-        try:
-            return self._check_part(part)
-        finally:
-            part.checked_at, part.check_cpu = time.perf_counter(), time.thread_time() - cpu
-
-    def _check_part(self, part: _Part) -> CheckedImage | None:
         reader = part.spool.reader()
         stream = cast(IO[bytes], reader)
         if not part.sent_name and part.spool.length() == 0:
@@ -287,13 +280,6 @@ class _Upload:
             raise naming(part.filename or part.sent_name, exc) from exc
 
     def _stage(self, part: _Part) -> StagedBlob | None:
-        cpu = time.thread_time()
-        try:
-            return self._stage_part(part)
-        finally:
-            part.staged_at, part.stage_cpu = time.perf_counter(), time.thread_time() - cpu
-
-    def _stage_part(self, part: _Part) -> StagedBlob | None:
         reader = cast(IO[bytes], part.spool.reader())
         if not may_be_stored_as_sent(reader):
             return None
@@ -327,9 +313,20 @@ class _Upload:
                         staged.abandon()
 
 
-def _submit(pool: futures.Executor, call: Callable[[_Part], T], part: _Part) -> futures.Future[T]:
-    """`call(part)` in the pool, in a copy of this context (telemetry's current span)."""
-    return pool.submit(contextvars.copy_context().run, call, part)
+def submit_in_context(
+    pool: futures.Executor, call: Callable[..., T], *args: Any, **kwargs: Any
+) -> futures.Future[T]:
+    """`call(*args, **kwargs)` in the pool, in a copy of this context (telemetry's current span)."""
+    return pool.submit(contextvars.copy_context().run, call, *args, **kwargs)
+
+
+def _timed(phase: str, call: Callable[[_Part], T], part: _Part) -> T:
+    """`call(part)`, noting in the part when the phase ended and the CPU its thread spent."""
+    cpu = time.thread_time()
+    try:
+        return call(part)
+    finally:
+        part.ended[phase], part.cpu[phase] = time.perf_counter(), time.thread_time() - cpu
 
 
 @dataclass
@@ -395,13 +392,13 @@ def received(oid: str) -> Iterator[Received]:
         yield Received(
             pending,
             body_read - started,
-            max((part.checked_at - started for part in upload.parts), default=0.0),
-            max((part.staged_at - started for part in upload.parts), default=0.0),
+            max((part.ended.get("check", started) - started for part in upload.parts), default=0.0),
+            max((part.ended.get("stage", started) - started for part in upload.parts), default=0.0),
             started,
             {
                 "receive": receive_cpu,
-                "check": sum(part.check_cpu for part in upload.parts),
-                "stage": sum(part.stage_cpu for part in upload.parts)
+                "check": sum(part.cpu.get("check", 0.0) for part in upload.parts),
+                "stage": sum(part.cpu.get("stage", 0.0) for part in upload.parts)
                 + sum(item.staged.cpu_seconds for item in pending if item.staged is not None),
             },
         )

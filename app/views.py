@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextvars
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ from app.images import FORMATS
 from app.service_errors import ConfigurationError, ServiceError
 from app.settings import get_settings
 from app.storage import get_blobs
-from app.uploads import Pending, blob_name, received
+from app.uploads import Pending, blob_name, received, submit_in_context
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +135,14 @@ def _photo_id(raw: str) -> uuid.UUID:
         abort(404, description="No such photo.")
 
 
+def _own_photo(raw_id: str, missing: str) -> Photo:
+    """The signed-in user's photo with this id; 404 with `missing` when there is none."""
+    photo = get_db().get_photo(g.user["oid"], _photo_id(raw_id))
+    if photo is None:
+        abort(404, description=missing)
+    return photo
+
+
 def _page_limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_PAGE))
     # ASCII only: str.isdigit() also accepts digits such as "²" that int() refuses.
@@ -179,10 +186,7 @@ def upload_limits() -> dict[str, Any]:
 @login_required
 def view_photo(photo_id: str) -> Any:
     """The viewer page; app.errors answers a browser with the sign-in redirect or the 404 page."""
-    user = g.user
-    photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
-    if photo is None:
-        abort(404, description="No such photo: it was deleted, or it is not yours.")
+    photo = _own_photo(photo_id, "No such photo: it was deleted, or it is not yours.")
     newer, older = get_db().neighbours(photo)
     return render_template(
         "viewer.html",
@@ -264,8 +268,8 @@ def _store(oid: str, owner_email: str | None, pending: Pending) -> Photo:
     thumb_name = blob_name(oid, pending.id, "thumb.jpg")
     blobs = get_blobs()
     with futures.ThreadPoolExecutor(1, thread_name_prefix="upload-thumbnail") as pool:
-        thumbnail = pool.submit(
-            contextvars.copy_context().run,
+        thumbnail = submit_in_context(
+            pool,
             blobs.upload,
             thumb_name,
             image.thumbnail,
@@ -295,12 +299,18 @@ def _store(oid: str, owner_email: str | None, pending: Pending) -> Photo:
             )
         except BaseException:
             futures.wait([thumbnail])
-            for orphan in (name, thumb_name):
-                try:
-                    blobs.delete(orphan)
-                except ServiceError:
-                    log.warning("orphan blob left for reconcile: %s", orphan)
+            _delete_blobs(name, thumb_name)
             raise
+
+
+def _delete_blobs(*names: str | None) -> None:
+    """Delete each blob named; one that cannot be deleted now is left for reconcile."""
+    for name in names:
+        if name:
+            try:
+                get_blobs().delete(name)
+            except ServiceError:
+                log.warning("orphan blob left for reconcile: %s", name)
 
 
 def _remove(photo: Photo) -> None:
@@ -328,10 +338,7 @@ def list_photos() -> Any:
 @bp.get("/photos/<photo_id>")
 @login_required
 def show_photo(photo_id: str) -> Response:
-    user = g.user
-    photo = get_db().get_photo(user["oid"], _photo_id(photo_id))
-    if photo is None:
-        abort(404, description="No such photo.")
+    photo = _own_photo(photo_id, "No such photo.")
     return redirect(get_blobs().read_url(photo.blob_name), code=302)
 
 
@@ -343,12 +350,7 @@ def delete_photo(photo_id: str) -> Any:
     photo = get_db().delete_photo(user["oid"], _photo_id(photo_id))
     if photo is None:
         abort(404, description="No such photo.")
-    for name in (photo.blob_name, photo.thumb_blob_name):
-        if name:
-            try:
-                get_blobs().delete(name)
-            except ServiceError:
-                log.warning("orphan blob left for reconcile: %s", name)
+    _delete_blobs(photo.blob_name, photo.thumb_blob_name)
     return "", 204
 
 
