@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,10 +55,13 @@ def app() -> Flask:
     return offline_app()
 
 
-def offline_app() -> Flask:
-    """The app with nothing behind it but Ada's sessions: enough for routes, checks and pages."""
-    settings = Settings.from_env(offline_environment())
-    db = Database(url=settings.database_url, connect_timeout=1)
+def offline_app(database: Callable[..., Database] | None = None, **environment: str) -> Flask:
+    """The app with nothing behind it but Ada's sessions (and the `database(url=…)` given, e.g.
+    rows held in memory): enough for routes, checks and pages."""
+    settings = Settings.from_env(offline_environment(None, **environment))
+    if database is None:
+        database = functools.partial(Database, connect_timeout=1)
+    db = database(url=settings.database_url)
     app = create_app(
         settings,
         db=db,
@@ -358,15 +362,8 @@ OTHERS_PHOTO = Photo(
 @pytest.fixture(scope="module")
 def album_app() -> Flask:
     """Settings of their own (7 MB, 3 files) and rows in memory, so the page renders."""
-    settings = Settings.from_env(offline_environment(MAX_UPLOAD_MB="7", MAX_FILES_PER_UPLOAD="3"))
-    db = Album(url=settings.database_url, photos=[OTHERS_PHOTO])
-    return create_app(
-        settings,
-        db=db,
-        sessions=AdasSessions(db),
-        blobs=BlobStore.from_settings(settings),
-        graph=GraphClient.from_settings(settings.identity),
-        identity=IdentityClient.from_settings(settings.identity),
+    return offline_app(
+        functools.partial(Album, photos=[OTHERS_PHOTO]), MAX_UPLOAD_MB="7", MAX_FILES_PER_UPLOAD="3"
     )
 
 
